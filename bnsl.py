@@ -1,0 +1,483 @@
+"""
+bnsl.py: find loss deceleration by fitting a broken neural scaling law (BNSL).
+
+The model (design.md section 1), in log-log space, with K = 0, 1 or 2 breaks:
+
+    log L(t) = log b - c0 log t - sum_k c_k f_k softplus((log t - log d_k) / f_k)
+
+Before a break the log-log slope is -c0; after break k it is -(c0 + c1 + ... + c_k).
+f_k > 0 is how gradual the break is (in units of log t). Deceleration is c1 < 0.
+What we report, as in the paper:
+
+    t_d = d1                         the step at which the loss decelerates
+    L_d = b t_d^(-c0)                the loss there, on the first straight segment
+    r_d = c0 + c1                    the log-log rate of improvement afterwards
+    L_hat_T = L_d (t_d / T)^(r_d)    the predicted loss at the last step T, vs observed L_T
+    RSLE = sqrt(mean((log L_hat - log L)^2))   over the fitted points, and the same
+                                     for a plain power law (how much the break buys)
+
+How the fit works (numpy only):
+  1. Variable projection. For fixed break shapes (log d_k, f_k) the model is linear in
+     (log b, c0, c_k), so one exact linear least-squares solve gives the best of those.
+     We do it for every point of a grid of break shapes at once.
+  2. Levenberg-Marquardt from the few best, well separated grid points, with the analytic
+     Jacobian, to the least-squares optimum. Errors from sigma^2 (J^T J)^-1, sigma^2 = RSS/(n-p).
+  3. A break is "supported" only if it lies inside the fitted steps AND the fit with it
+     beats the fit with one break fewer both by BIC (n log(RSS/n) + p log n, lower is better)
+     and by at least MIN_RSS_GAIN = 10 % of RSS. BIC alone trusts smoothed, correlated
+     residuals too much; the 10 % rule alone ignores how many points there are.
+     An unsupported fit is still returned, with supported=False and a warning.
+
+Preprocessing (the paper's recipe, each step optional, applied in this order):
+  --smooth=lma       log moving average: the loss at step s becomes the mean of the logged
+                     losses at steps floor(s/1.2) .. s (the paper's mean(x[floor(j/1.2)..j])).
+  --subsample=log    keep every step below 100, every 10th below 1000, every 100th below
+                     10000, every 1000th beyond, and the last step.
+  --transient=N      drop steps <= N.
+Defaults, chosen for our runs (train.py logs the noisy batch loss at every step 1..~3000,
+with the knee near the end of a 100-200 step warm-up): smoothing and subsampling on, as in
+the paper, and transient = 10: the paper's 100 was 5 % of its 2000-step warm-up; 5 % of ours
+is 5-10 steps, which drops the first flat steps at ln(vocab) yet keeps the pre-break segment.
+For the paper's own published curves use --smooth=none --subsample=none --transient=100.
+
+    python bnsl.py runs/small runs/big --plot fits.png
+    python bnsl.py curve.csv --breaks=2 --json
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+
+DEFAULT_SMOOTH = "lma"
+DEFAULT_SUBSAMPLE = "log"
+DEFAULT_TRANSIENT = 10
+MIN_RSS_GAIN = 0.10     # a break must remove at least 10 % of the RSS of the fit without it
+F_MIN = 1e-3            # smallest break width f we allow (f -> 0 is a sharp corner)
+
+
+class CurveError(ValueError):
+    """Bad input. The command line prints it as one line and exits with status 2."""
+
+
+# ---------------------------------------------------------------- 1. reading a curve
+
+def load_curve(path):
+    """(steps, losses) from a CSV with a step,loss header, or a train.py run directory (log.csv)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "log.csv")
+    if not os.path.isfile(path):
+        raise CurveError(f"{path}: no such file; give a CSV with a 'step,loss' header "
+                         "or a train.py run directory holding log.csv")
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    header = [name.strip() for name in rows[0]] if rows else []
+    if "step" not in header or "loss" not in header:
+        raise CurveError(f"{path}: the first row must be a header naming 'step' and 'loss' columns")
+    step_col, loss_col = header.index("step"), header.index("loss")
+    steps, losses = [], []
+    for line_number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            steps.append(float(row[step_col]))
+            losses.append(float(row[loss_col]))
+        except (ValueError, IndexError):
+            raise CurveError(f"{path}, line {line_number}: cannot read a step and a loss "
+                             f"from {','.join(row)!r}; fix or delete that line") from None
+    steps, losses = np.array(steps), np.array(losses)
+    # A row logged twice (same step, same loss) is harmless: keep one copy.
+    repeated = np.r_[False, (np.diff(steps) == 0) & (np.diff(losses) == 0)]
+    steps, losses = steps[~repeated], losses[~repeated]
+    check_curve(steps, losses, path)
+    return steps, losses
+
+
+def check_curve(steps, losses, name):
+    """Raise CurveError unless the curve can be fitted in log-log space."""
+    if len(steps) == 0:
+        raise CurveError(f"{name}: no data rows")
+    if not (np.all(np.isfinite(steps)) and np.all(np.isfinite(losses))):
+        raise CurveError(f"{name}: steps and losses must be finite numbers (found nan or inf); "
+                         "a diverged run cannot be fitted")
+    if np.any(losses <= 0):
+        raise CurveError(f"{name}: losses must be positive to take their log "
+                         f"(found {losses.min():g})")
+    if np.any(np.diff(steps) <= 0):
+        bad = int(np.argmax(np.diff(steps) <= 0))
+        raise CurveError(f"{name}: steps must be strictly increasing, but step {steps[bad]:g} "
+                         f"is followed by {steps[bad + 1]:g}; sort the file and drop duplicates")
+
+
+# ---------------------------------------------------------------- 2. preparing a curve
+
+def log_moving_average(steps, losses):
+    """smoothed(s) = mean of the losses logged at steps floor(s/1.2) <= s' <= s."""
+    running_sum = np.r_[0.0, np.cumsum(losses)]
+    first = np.searchsorted(steps, np.floor(steps / 1.2), side="left")  # window start index
+    last = np.arange(len(steps))                                       # window end index
+    return (running_sum[last + 1] - running_sum[first]) / (last + 1 - first)
+
+
+def log_subsample_mask(steps):
+    """Every step < 100, every 10th < 1000, every 100th < 10000, every 1000th beyond; + the last."""
+    steps = np.asarray(steps, dtype=np.int64)
+    keep = ((steps < 100)
+            | ((steps < 1000) & (steps % 10 == 0))
+            | ((steps < 10000) & (steps % 100 == 0))
+            | (steps % 1000 == 0))
+    keep[-1] = True
+    return keep
+
+
+def prepare_curve(steps, losses, smooth=DEFAULT_SMOOTH, subsample=DEFAULT_SUBSAMPLE,
+                  transient=DEFAULT_TRANSIENT):
+    """Smooth, then subsample, then drop steps <= transient (the paper's order)."""
+    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+    if smooth not in ("lma", "none") or subsample not in ("log", "none"):
+        raise CurveError(f"unknown preprocessing smooth={smooth!r} subsample={subsample!r}; "
+                         "use smooth=lma|none and subsample=log|none")
+    if smooth == "lma":
+        losses = log_moving_average(steps, losses)
+    if subsample == "log":
+        keep = log_subsample_mask(steps)
+        steps, losses = steps[keep], losses[keep]
+    keep = steps > transient
+    return steps[keep], losses[keep]
+
+
+# ---------------------------------------------------------------- 3. the model and its Jacobian
+# Parameters theta = [log b, c0, (c_k, log d_k, f_k) for each break k].
+
+def softplus(z):
+    """log(1 + e^z) without overflow: max(z, 0) + log(1 + e^-|z|)."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def sigmoid(z):
+    """1 / (1 + e^-z) without overflow: e^-|z| is never larger than 1."""
+    small = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+
+
+def bnsl_log_loss(theta, log_t):
+    """log L(t) = log b - c0 log t - sum_k c_k f_k softplus((log t - log d_k) / f_k)."""
+    log_loss = theta[0] - theta[1] * log_t
+    for c, log_d, f in theta[2:].reshape(-1, 3):
+        log_loss = log_loss - c * f * softplus((log_t - log_d) / f)
+    return log_loss
+
+
+def bnsl_jacobian(theta, log_t):
+    """d log L / d theta, one column per parameter, with z = (log t - log d) / f."""
+    columns = [np.ones_like(log_t), -log_t]                 # d/d log b = 1,  d/d c0 = -log t
+    for c, log_d, f in theta[2:].reshape(-1, 3):
+        z = (log_t - log_d) / f
+        columns.append(-f * softplus(z))                    # d/dc     = -f softplus(z)
+        columns.append(c * sigmoid(z))                      # d/dlog d = c sigmoid(z)
+        columns.append(-c * (softplus(z) - z * sigmoid(z)))  # d/df     = -c (softplus(z) - z sigmoid(z))
+    return np.stack(columns, axis=1)
+
+
+# ---------------------------------------------------------------- 4. fitting
+
+def projection_starts(log_t, log_loss, n_breaks, grid_size, max_starts=4):
+    """Best (log d_k, f_k) on a grid, each with its exact linear fit of (log b, c0, c_k).
+
+    The design matrix for fixed breaks is A = [1, -log t, -f_k softplus((log t - log d_k)/f_k)].
+    All its inner products come from one small matrix product, so every grid point (or pair of
+    grid points, for 2 breaks) is solved at once: beta = (A^T A)^-1 A^T y and
+    RSS = y^T y - 2 beta^T A^T y + beta^T A^T A beta.
+    """
+    n_d, n_f = grid_size
+    log_d_grid, f_grid = np.meshgrid(np.linspace(log_t[0], log_t[-1], n_d),
+                                     np.geomspace(0.02, 3.0, n_f), indexing="ij")
+    log_d_grid, f_grid = log_d_grid.ravel(), f_grid.ravel()
+    break_columns = -f_grid[:, None] * softplus((log_t - log_d_grid[:, None]) / f_grid[:, None])
+    columns = np.vstack([np.ones_like(log_t), -log_t, break_columns])   # every possible column
+    gram, moments, yy = columns @ columns.T, columns @ log_loss, log_loss @ log_loss
+    first = np.arange(len(log_d_grid))
+    if n_breaks == 1:
+        chosen = first[:, None]
+    else:  # every pair with the first break strictly before the second
+        i, j = np.meshgrid(first, first, indexing="ij")
+        pair = log_d_grid[i] < log_d_grid[j]
+        chosen = np.stack([i[pair], j[pair]], axis=1)
+    which = np.hstack([np.zeros((len(chosen), 1), int), np.ones((len(chosen), 1), int), chosen + 2])
+    a_t_a = gram[which[:, :, None], which[:, None, :]]
+    a_t_y = moments[which]
+    scale = 1.0 / np.sqrt(np.einsum("gii->gi", a_t_a))              # unit-norm columns, for pinv
+    scaled_inverse = np.linalg.pinv(a_t_a * scale[:, :, None] * scale[:, None, :], rcond=1e-12)
+    beta = np.einsum("gi,gij,gj,gj->gi", scale, scaled_inverse, scale, a_t_y)
+    rss = yy - 2 * np.einsum("gi,gi->g", beta, a_t_y) + np.einsum("gi,gij,gj->g", beta, a_t_a, beta)
+    # The best grid points whose breaks are more than one grid spacing from every chosen one.
+    spacing = (log_t[-1] - log_t[0]) / (n_d - 1)
+    starts, taken = [], []
+    for g in np.argsort(rss)[:500]:
+        log_ds = log_d_grid[chosen[g]]
+        if all(np.max(np.abs(log_ds - other)) > spacing for other in taken):
+            taken.append(log_ds)
+            theta = [beta[g, 0], beta[g, 1]]
+            for k, shape in enumerate(chosen[g]):
+                theta += [beta[g, 2 + k], log_d_grid[shape], f_grid[shape]]
+            starts.append(np.array(theta))
+            if len(starts) == max_starts:
+                break
+    return starts
+
+
+def levenberg_marquardt(theta, log_t, log_loss, max_iterations=300):
+    """Minimise RSS = sum (model - data)^2 from theta; f_k stays >= F_MIN."""
+    residual = bnsl_log_loss(theta, log_t) - log_loss
+    rss, damping = residual @ residual, 1e-3
+    for _ in range(max_iterations):
+        jacobian = bnsl_jacobian(theta, log_t)
+        j_t_j, j_t_r = jacobian.T @ jacobian, jacobian.T @ residual
+        diagonal = np.maximum(np.diag(j_t_j), 1e-9 * np.max(np.diag(j_t_j)))
+        while damping < 1e12:
+            # (J^T J + damping diag(J^T J)) step = -J^T r
+            step = np.linalg.solve(j_t_j + damping * np.diag(diagonal), -j_t_r)
+            trial = theta + step
+            if np.all(trial[4::3] >= F_MIN):
+                trial_residual = bnsl_log_loss(trial, log_t) - log_loss
+                trial_rss = trial_residual @ trial_residual
+                if trial_rss < rss:
+                    break
+            damping *= 4.0
+        else:
+            return theta                       # no step improves: we are at the optimum
+        improvement = (rss - trial_rss) / rss
+        theta, residual, rss, damping = trial, trial_residual, trial_rss, max(damping / 3.0, 1e-12)
+        if improvement < 1e-13:
+            break
+    return theta
+
+
+def fit_power_law(log_t, log_loss):
+    """Plain power law log L = log b - c0 log t, by ordinary least squares."""
+    design = np.stack([np.ones_like(log_t), -log_t], axis=1)
+    (log_b, c0), *_ = np.linalg.lstsq(design, log_loss, rcond=None)
+    return np.array([log_b, c0])
+
+
+def fit_theta(log_t, log_loss, n_breaks):
+    """Least-squares parameters for 0, 1 or 2 breaks, breaks sorted by location."""
+    if n_breaks == 0:
+        return fit_power_law(log_t, log_loss)
+    grid_size = (48, 12) if n_breaks == 1 else (24, 6)
+    best, best_rss = None, np.inf
+    for start in projection_starts(log_t, log_loss, n_breaks, grid_size):
+        theta = levenberg_marquardt(start, log_t, log_loss)
+        residual = bnsl_log_loss(theta, log_t) - log_loss
+        if residual @ residual < best_rss:
+            best, best_rss = theta, residual @ residual
+    breaks = best[2:].reshape(-1, 3)
+    return np.r_[best[:2], breaks[np.argsort(breaks[:, 1])].ravel()]
+
+
+def fit_bnsl(steps, losses, breaks=1):
+    """Fit the BNSL to a prepared curve; a dict of parameters, errors and derived numbers."""
+    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+    check_curve(steps, losses, "curve")
+    n_params = 2 + 3 * breaks
+    if breaks not in (0, 1, 2):
+        raise CurveError(f"breaks={breaks!r}: choose 0, 1 or 2")
+    if len(steps) <= n_params:
+        raise CurveError(f"{len(steps)} points left after preprocessing, but a {breaks}-break fit "
+                         f"has {n_params} parameters; give a longer curve or a smaller --transient")
+    if steps[0] <= 0:
+        raise CurveError("steps must be positive for log t; drop step 0 (e.g. --transient=0)")
+    log_t, log_loss = np.log(steps), np.log(losses)
+    n = len(steps)
+
+    def rss_of(theta):
+        residual = bnsl_log_loss(theta, log_t) - log_loss
+        return residual @ residual
+
+    theta = fit_theta(log_t, log_loss, breaks)
+    rss = rss_of(theta)
+    # Covariance sigma^2 (J^T J)^-1 with sigma^2 = RSS / (n - p).
+    jacobian = bnsl_jacobian(theta, log_t)
+    try:
+        covariance = rss / (n - n_params) * np.linalg.inv(jacobian.T @ jacobian)
+    except np.linalg.LinAlgError:
+        covariance = np.full((n_params, n_params), np.nan)
+    error = np.sqrt(np.abs(np.diag(covariance)))
+
+    result = {"breaks": breaks, "n_points": n, "first_step": steps[0], "T": steps[-1],
+              "b": np.exp(theta[0]), "b_err": np.exp(theta[0]) * error[0],   # d b = b d log b
+              "c0": theta[1], "c0_err": error[1]}
+    for k in range(breaks):
+        c, log_d, f = theta[2 + 3 * k: 5 + 3 * k]
+        result.update({f"c{k + 1}": c, f"c{k + 1}_err": error[2 + 3 * k],
+                       f"d{k + 1}": np.exp(log_d), f"d{k + 1}_err": np.exp(log_d) * error[3 + 3 * k],
+                       f"f{k + 1}": f, f"f{k + 1}_err": error[4 + 3 * k]})
+
+    power_law = theta if breaks == 0 else fit_power_law(log_t, log_loss)
+    rss_power_law = rss_of(power_law)
+    result["rsle"] = np.sqrt(rss / n)                          # sqrt(mean((log L_hat - log L)^2))
+    result["rsle_power_law"] = np.sqrt(rss_power_law / n)
+    result["L_T"] = losses[-1]
+    if breaks == 0:
+        result.update(c1=None, f1=None, d1=None, t_d=None, L_d=None, r_d=None,
+                      L_hat_T=np.exp(theta[0]) * steps[-1] ** -theta[1])
+    else:
+        t_d = result["d1"]
+        L_d = np.exp(theta[0]) * t_d ** -theta[1]              # L_d = b t_d^(-c0)
+        r_d = theta[1] + theta[2]                               # r_d = c0 + c1
+        # Delta method: errors of log L_d = log b - c0 log d1 and of r_d = c0 + c1.
+        grad_log_L_d = np.zeros(n_params)
+        grad_log_L_d[[0, 1, 3]] = [1.0, -np.log(t_d), -theta[1]]
+        grad_r_d = np.zeros(n_params)
+        grad_r_d[[1, 2]] = 1.0
+        result.update(t_d=t_d, t_d_err=result["d1_err"], L_d=L_d,
+                      L_d_err=L_d * np.sqrt(abs(grad_log_L_d @ covariance @ grad_log_L_d)),
+                      r_d=r_d, r_d_err=np.sqrt(abs(grad_r_d @ covariance @ grad_r_d)),
+                      L_hat_T=L_d * (t_d / steps[-1]) ** r_d)   # L_hat_T = L_d (t_d / T)^r_d
+
+    # Is each break supported? Inside the fitted steps, and better than one break fewer.
+    problems = []
+    for k in range(breaks):
+        if not steps[0] <= result[f"d{k + 1}"] <= steps[-1]:
+            problems.append(f"break {k + 1} at step {result[f'd{k + 1}']:.3g} lies outside "
+                            f"the fitted steps {steps[0]:g}..{steps[-1]:g}")
+    if breaks > 0:
+        fewer = power_law if breaks == 1 else fit_theta(log_t, log_loss, breaks - 1)
+        rss_fewer = rss_of(fewer)
+        bic = n * np.log(rss / n) + n_params * np.log(n)       # BIC = n log(RSS/n) + p log n
+        bic_fewer = n * np.log(rss_fewer / n) + (n_params - 3) * np.log(n)
+        if bic >= bic_fewer or rss > (1 - MIN_RSS_GAIN) * rss_fewer:
+            problems.append(f"{breaks} break(s) no better than {breaks - 1} (RSS {rss:.3g} vs "
+                            f"{rss_fewer:.3g}, BIC {bic:.1f} vs {bic_fewer:.1f})")
+    result["supported"] = not problems
+    result["warning"] = "; ".join(problems) or None
+    result["steps"], result["losses"] = steps, losses        # the fitted points, for plots
+    return result
+
+
+def bnsl_curve(result, steps):
+    """The fitted loss at the given steps, from a fit_bnsl result."""
+    theta = [np.log(result["b"]), result["c0"]]
+    for k in range(1, result["breaks"] + 1):
+        theta += [result[f"c{k}"], np.log(result[f"d{k}"]), result[f"f{k}"]]
+    return np.exp(bnsl_log_loss(np.array(theta), np.log(steps)))
+
+
+# ---------------------------------------------------------------- 5. output
+
+def plot_fits(results, path):
+    """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(7, 5))
+    for index, result in enumerate(results):
+        colour = f"C{index % 10}"
+        steps = result["steps"]
+        dense = np.geomspace(steps[0], steps[-1], 400)
+        axes.plot(steps, result["losses"], color=colour, lw=2, alpha=0.35)
+        label = result.get("name", f"curve {index + 1}")
+        if result["t_d"] is None:
+            axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1, label=label)
+            continue
+        t_d, L_d, r_d = result["t_d"], result["L_d"], result["r_d"]
+        axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
+                  label=f"{label}: t_d={t_d:.3g}, L_d={L_d:.3g}, r_d={r_d:.3g}")
+        before, after = dense[dense <= t_d], dense[dense >= t_d]
+        axes.plot(before, result["b"] * before ** -result["c0"], color=colour, ls=":", lw=1)
+        axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)  # L_d (t_d/t)^r_d
+        axes.plot([t_d], [L_d], "o", color=colour, ms=5)
+        axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
+    axes.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss",
+             title="BNSL fits (dotted: before t_d, dashed: after t_d)")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plus_minus(result, key):
+    value, error = result.get(key), result.get(key + "_err")
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if error is None or not np.isfinite(error) else f"{value:.4g}±{error:.2g}"
+
+
+def print_table(results):
+    keys = ["b", "c0"] + [f"{p}{k}" for k in range(1, results[0]["breaks"] + 1) for p in "cfd"]
+    header = ["name", "n"] + keys + ["L_d", "r_d", "L_hat_T", "L_T", "rsle", "rsle_pl", "note"]
+    rows = []
+    for r in results:
+        rows.append([r["name"], str(r["n_points"])] + [plus_minus(r, key) for key in keys]
+                    + [plus_minus(r, "L_d"), plus_minus(r, "r_d"), f"{r['L_hat_T']:.4g}",
+                       f"{r['L_T']:.4g}", f"{r['rsle']:.4f}", f"{r['rsle_power_law']:.4f}",
+                       "ok" if r["supported"] else "UNSUPPORTED: " + r["warning"]])
+    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print("(d1 = t_d; errors are 1 sigma from sigma^2 (J^T J)^-1)")
+
+
+def as_json(value):
+    """numpy scalars to plain floats, nan/inf to null (JSON has no nan)."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"bnsl.py: error: {message} (see python bnsl.py --help)\n")
+        sys.exit(2)
+
+
+def main(argv=None):
+    parser = OneLineParser(prog="bnsl.py", allow_abbrev=False,
+                           description="Fit a broken neural scaling law to loss curves and report "
+                           "loss deceleration: t_d, L_d = b t_d^-c0, r_d = c0 + c1.")
+    parser.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_CSV",
+                        help="train.py run directories (log.csv) or CSV files with step,loss columns")
+    parser.add_argument("--breaks", type=int, choices=[0, 1, 2], default=1, help="breaks (default 1)")
+    parser.add_argument("--smooth", choices=["lma", "none"], default=DEFAULT_SMOOTH,
+                        help="lma: loss at s = mean over steps floor(s/1.2)..s (default lma)")
+    parser.add_argument("--subsample", choices=["log", "none"], default=DEFAULT_SUBSAMPLE,
+                        help="log: every step <100, 10th <1e3, 100th <1e4, 1000th beyond, + last "
+                        "(default log)")
+    parser.add_argument("--transient", type=int, default=DEFAULT_TRANSIENT, metavar="N",
+                        help=f"drop steps <= N (default {DEFAULT_TRANSIENT}: about 5%% of our "
+                        "100-200 step warm-up, as the paper's 100 was of its 2000; the paper's "
+                        "published curves need --smooth=none --subsample=none --transient=100)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--plot", metavar="FILE.png", help="save a log-log figure of the fits")
+    args = parser.parse_args(argv)
+    if args.transient < 0:
+        parser.error(f"argument --transient: must be >= 0, got {args.transient}")
+
+    results = []
+    try:
+        for path in args.paths:
+            name = os.path.basename(os.path.normpath(path))
+            name = name[:-4] if name.endswith(".csv") else name
+            steps, losses = prepare_curve(*load_curve(path), args.smooth, args.subsample,
+                                          args.transient)
+            try:
+                result = fit_bnsl(steps, losses, breaks=args.breaks)
+            except CurveError as error:
+                raise CurveError(f"{path}: {error}") from None
+            results.append({"name": name, **result})
+        if args.plot:
+            plot_fits(results, args.plot)
+    except (CurveError, OSError) as error:
+        parser.exit(2, f"bnsl.py: error: {error}\n")
+
+    if args.json:
+        print(json.dumps([{key: as_json(value) for key, value in r.items()
+                           if key not in ("steps", "losses")} for r in results], indent=1))
+    else:
+        print_table(results)
+
+
+if __name__ == "__main__":
+    main()
