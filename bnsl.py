@@ -16,6 +16,9 @@ What we report, as in the paper:
     RSLE = sqrt(mean((log L_hat - log L)^2))   over the fitted points, and the same
                                      for a plain power law (how much the break buys)
 
+With 2 breaks (sorted, d1 < d2) t_d, L_d and r_d describe the first break, and L_hat_T is the
+fitted curve at T, since the two-segment formula cannot know about break 2.
+
 How the fit works (numpy only):
   1. Variable projection. For fixed break shapes (log d_k, f_k) the model is linear in
      (log b, c0, c_k), so one exact linear least-squares solve gives the best of those.
@@ -208,9 +211,11 @@ def projection_starts(log_t, log_loss, n_breaks, grid_size, max_starts=4):
     which = np.hstack([np.zeros((len(chosen), 1), int), np.ones((len(chosen), 1), int), chosen + 2])
     a_t_a = gram[which[:, :, None], which[:, None, :]]
     a_t_y = moments[which]
-    scale = 1.0 / np.sqrt(np.einsum("gii->gi", a_t_a))              # unit-norm columns, for pinv
-    scaled_inverse = np.linalg.pinv(a_t_a * scale[:, :, None] * scale[:, None, :], rcond=1e-12)
-    beta = np.einsum("gi,gij,gj,gj->gi", scale, scaled_inverse, scale, a_t_y)
+    # Solve with unit-norm columns and a tiny ridge, so that collinear columns (a break at the
+    # edge of the data is a straight line) give a finite answer instead of an error.
+    scale = 1.0 / np.sqrt(np.einsum("gii->gi", a_t_a))
+    scaled_a_t_a = a_t_a * scale[:, :, None] * scale[:, None, :] + 1e-10 * np.eye(which.shape[1])
+    beta = scale * np.linalg.solve(scaled_a_t_a, (scale * a_t_y)[:, :, None])[:, :, 0]
     rss = yy - 2 * np.einsum("gi,gi->g", beta, a_t_y) + np.einsum("gi,gij,gj->g", beta, a_t_a, beta)
     # The best grid points whose breaks are more than one grid spacing from every chosen one.
     spacing = (log_t[-1] - log_t[0]) / (n_d - 1)
@@ -228,28 +233,40 @@ def projection_starts(log_t, log_loss, n_breaks, grid_size, max_starts=4):
     return starts
 
 
-def levenberg_marquardt(theta, log_t, log_loss, max_iterations=300):
-    """Minimise RSS = sum (model - data)^2 from theta; f_k stays >= F_MIN."""
-    residual = bnsl_log_loss(theta, log_t) - log_loss
-    rss, damping = residual @ residual, 1e-3
+def levenberg_marquardt(theta, log_t, log_loss, max_iterations=200):
+    """Minimise RSS = sum of squared residuals r = model - data from theta; f_k stays >= F_MIN.
+
+    Each iteration solves (J^T J + damping diag(J^T J)) step = -J^T r. Our residuals are smooth
+    and systematic, not small, and there such Gauss-Newton steps overshoot, alternating in sign
+    (hundreds of iterations). So we also take the step length alpha that minimises the parabola
+    through RSS(theta), its slope 2 r^T J step, and RSS(theta + step), and keep the better one.
+    """
+    def rss_at(point):
+        if np.any(point[4::3] < F_MIN):
+            return np.inf
+        residual = bnsl_log_loss(point, log_t) - log_loss
+        return residual @ residual
+
+    rss, damping = rss_at(theta), 1e-3
     for _ in range(max_iterations):
+        residual = bnsl_log_loss(theta, log_t) - log_loss
         jacobian = bnsl_jacobian(theta, log_t)
         j_t_j, j_t_r = jacobian.T @ jacobian, jacobian.T @ residual
         diagonal = np.maximum(np.diag(j_t_j), 1e-9 * np.max(np.diag(j_t_j)))
-        while damping < 1e12:
-            # (J^T J + damping diag(J^T J)) step = -J^T r
+        for attempt in range(12):                       # raise the damping until RSS drops
             step = np.linalg.solve(j_t_j + damping * np.diag(diagonal), -j_t_r)
-            trial = theta + step
-            if np.all(trial[4::3] >= F_MIN):
-                trial_residual = bnsl_log_loss(trial, log_t) - log_loss
-                trial_rss = trial_residual @ trial_residual
-                if trial_rss < rss:
-                    break
+            rss_full = rss_at(theta + step)
+            slope = 2 * j_t_r @ step                    # d RSS(theta + alpha step) / d alpha at 0
+            curvature = rss_full - rss - slope          # RSS(alpha) ~ rss + slope alpha + curvature alpha^2
+            alpha = np.clip(-slope / (2 * curvature), 0.1, 2.0) if curvature > 0 else 1.0
+            new_rss, new_alpha = min((rss_full, 1.0), (rss_at(theta + alpha * step), alpha))
+            if new_rss < rss:
+                break
             damping *= 4.0
         else:
-            return theta                       # no step improves: we are at the optimum
-        improvement = (rss - trial_rss) / rss
-        theta, residual, rss, damping = trial, trial_residual, trial_rss, max(damping / 3.0, 1e-12)
+            return theta                                # no step improves: we are at the optimum
+        improvement = (rss - new_rss) / rss
+        theta, rss, damping = theta + new_alpha * step, new_rss, max(damping / 3.0, 1e-7)
         if improvement < 1e-13:
             break
     return theta
@@ -266,7 +283,7 @@ def fit_theta(log_t, log_loss, n_breaks):
     """Least-squares parameters for 0, 1 or 2 breaks, breaks sorted by location."""
     if n_breaks == 0:
         return fit_power_law(log_t, log_loss)
-    grid_size = (48, 12) if n_breaks == 1 else (24, 6)
+    grid_size = (32, 10) if n_breaks == 1 else (20, 6)   # (log d values, f values)
     best, best_rss = None, np.inf
     for start in projection_starts(log_t, log_loss, n_breaks, grid_size):
         theta = levenberg_marquardt(start, log_t, log_loss)
@@ -336,6 +353,8 @@ def fit_bnsl(steps, losses, breaks=1):
                       L_d_err=L_d * np.sqrt(abs(grad_log_L_d @ covariance @ grad_log_L_d)),
                       r_d=r_d, r_d_err=np.sqrt(abs(grad_r_d @ covariance @ grad_r_d)),
                       L_hat_T=L_d * (t_d / steps[-1]) ** r_d)   # L_hat_T = L_d (t_d / T)^r_d
+        if breaks == 2:   # the two-segment formula ignores break 2: use the fitted curve at T
+            result["L_hat_T"] = np.exp(bnsl_log_loss(theta, log_t[-1:]))[0]
 
     # Is each break supported? Inside the fitted steps, and better than one break fewer.
     problems = []
@@ -370,6 +389,7 @@ def bnsl_curve(result, steps):
 def plot_fits(results, path):
     """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d."""
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(7, 5))
@@ -385,13 +405,18 @@ def plot_fits(results, path):
         t_d, L_d, r_d = result["t_d"], result["L_d"], result["r_d"]
         axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
                   label=f"{label}: t_d={t_d:.3g}, L_d={L_d:.3g}, r_d={r_d:.3g}")
-        before, after = dense[dense <= t_d], dense[dense >= t_d]
+        end = result["d2"] if result["breaks"] == 2 else steps[-1]   # segment 2 ends at break 2
+        before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
         axes.plot(before, result["b"] * before ** -result["c0"], color=colour, ls=":", lw=1)
         axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)  # L_d (t_d/t)^r_d
         axes.plot([t_d], [L_d], "o", color=colour, ms=5)
         axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
+    all_losses = np.concatenate([result["losses"] for result in results])
     axes.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss",
+             ylim=(0.95 * all_losses.min(), 1.05 * all_losses.max()),
              title="BNSL fits (dotted: before t_d, dashed: after t_d)")
+    axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
