@@ -25,11 +25,12 @@ How the fit works (numpy only):
      We do it for every point of a grid of break shapes at once.
   2. Levenberg-Marquardt from the few best, well separated grid points, with the analytic
      Jacobian, to the least-squares optimum. Errors from sigma^2 (J^T J)^-1, sigma^2 = RSS/(n-p).
-  3. A break is "supported" only if it lies inside the fitted steps AND the fit with it
-     beats the fit with one break fewer both by BIC (n log(RSS/n) + p log n, lower is better)
-     and by at least MIN_RSS_GAIN = 10 % of RSS. BIC alone trusts smoothed, correlated
-     residuals too much; the 10 % rule alone ignores how many points there are.
-     An unsupported fit is still returned, with supported=False and a warning.
+  3. A break is "supported" only if (a) it lies inside the fitted steps, (b) the fit with it
+     beats the fit with one break fewer by BIC = n log(RSS/n) + p log n (lower is better), and
+     (c) its c_k, d_k and f_k each have a 1-sigma error below 100 %. Rule (c) catches what BIC
+     misses on smoothed curves, whose residuals are correlated: a sharp corner (f_k -> 0)
+     fitted to the noisy first points. An unsupported fit is still returned, with
+     supported=False and a warning that says why.
 
 Preprocessing (the paper's recipe, each step optional, applied in this order):
   --smooth=lma       log moving average: the loss at step s becomes the mean of the logged
@@ -57,8 +58,8 @@ import numpy as np
 DEFAULT_SMOOTH = "lma"
 DEFAULT_SUBSAMPLE = "log"
 DEFAULT_TRANSIENT = 10
-MIN_RSS_GAIN = 0.10     # a break must remove at least 10 % of the RSS of the fit without it
-F_MIN = 1e-3            # smallest break width f we allow (f -> 0 is a sharp corner)
+MAX_RELATIVE_ERROR = 1.0  # a supported break has c_k, d_k and f_k each known to +-100 % (1 sigma)
+F_MIN = 1e-3              # smallest break width f we allow (f -> 0 is a sharp corner)
 
 
 class CurveError(ValueError):
@@ -362,12 +363,17 @@ def fit_bnsl(steps, losses, breaks=1):
         if not steps[0] <= result[f"d{k + 1}"] <= steps[-1]:
             problems.append(f"break {k + 1} at step {result[f'd{k + 1}']:.3g} lies outside "
                             f"the fitted steps {steps[0]:g}..{steps[-1]:g}")
+        vague = [f"{p}{k + 1}" for p in "cdf"
+                 if not result[f"{p}{k + 1}_err"] < MAX_RELATIVE_ERROR * abs(result[f"{p}{k + 1}"])]
+        if vague:
+            problems.append(f"break {k + 1} is not pinned down by the data: {', '.join(vague)} "
+                            f"uncertain by more than {MAX_RELATIVE_ERROR:.0%}")
     if breaks > 0:
         fewer = power_law if breaks == 1 else fit_theta(log_t, log_loss, breaks - 1)
         rss_fewer = rss_of(fewer)
         bic = n * np.log(rss / n) + n_params * np.log(n)       # BIC = n log(RSS/n) + p log n
         bic_fewer = n * np.log(rss_fewer / n) + (n_params - 3) * np.log(n)
-        if bic >= bic_fewer or rss > (1 - MIN_RSS_GAIN) * rss_fewer:
+        if bic >= bic_fewer:
             problems.append(f"{breaks} break(s) no better than {breaks - 1} (RSS {rss:.3g} vs "
                             f"{rss_fewer:.3g}, BIC {bic:.1f} vs {bic_fewer:.1f})")
     result["supported"] = not problems

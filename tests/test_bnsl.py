@@ -1,0 +1,241 @@
+"""Tests for bnsl.py on synthetic curves (the paper's curves stay outside the repo)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bnsl
+
+BNSL_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bnsl.py")
+
+
+def bnsl_loss(steps, b, c0, breaks):
+    """L(t) = b t^-c0 prod_k (1 + (t/d_k)^(1/f_k))^(-c_k f_k), written independently of bnsl.py."""
+    loss = b * steps ** -c0
+    for c, d, f in breaks:
+        loss = loss * (1 + (steps / d) ** (1 / f)) ** (-c * f)
+    return loss
+
+
+def noisy(loss, sigma, seed):
+    return loss * np.exp(sigma * np.random.default_rng(seed).standard_normal(len(loss)))
+
+
+STEPS = np.unique(np.geomspace(10, 5000, 400).round())
+
+
+def test_recovers_one_break_from_noisy_curve():
+    truth = dict(b=6.0, c0=0.12, c1=-0.09, d1=300.0, f1=0.3)
+    losses = noisy(bnsl_loss(STEPS, 6.0, 0.12, [(-0.09, 300.0, 0.3)]), 0.003, seed=1)
+    fit = bnsl.fit_bnsl(STEPS, losses, breaks=1)
+    for key, value in truth.items():
+        assert abs(fit[key] - value) < 4 * fit[key + "_err"], (key, fit[key], fit[key + "_err"])
+        assert fit[key + "_err"] < 0.1 * abs(value), key          # and the errors are informative
+    assert fit["t_d"] == fit["d1"] and fit["r_d"] == pytest.approx(fit["c0"] + fit["c1"])
+    assert fit["L_d"] == pytest.approx(fit["b"] * fit["t_d"] ** -fit["c0"])
+    assert fit["L_hat_T"] == pytest.approx(fit["L_d"] * (fit["t_d"] / STEPS[-1]) ** fit["r_d"])
+    assert fit["rsle"] == pytest.approx(0.003, rel=0.15)           # the fit reaches the noise floor
+    assert fit["rsle_power_law"] > 5 * fit["rsle"]
+    assert fit["supported"] and fit["warning"] is None
+
+
+def test_recovers_two_breaks_from_noisy_curve():
+    truth = [(0.15, 60.0, 0.2), (-0.25, 800.0, 0.3)]           # speed-up, then deceleration
+    losses = noisy(bnsl_loss(STEPS, 8.0, 0.05, truth), 0.002, seed=2)
+    fit = bnsl.fit_bnsl(STEPS, losses, breaks=2)
+    for k, (c, d, f) in enumerate(truth, start=1):
+        for key, value in ((f"c{k}", c), (f"d{k}", d), (f"f{k}", f)):
+            assert abs(fit[key] - value) < 5 * fit[key + "_err"], (key, fit[key], fit[key + "_err"])
+            assert abs(fit[key] - value) < 0.15 * abs(value), (key, fit[key])
+    assert fit["supported"], fit["warning"]
+
+
+def test_fit_needs_no_hint_of_where_the_break_is():
+    # The same shape with the break early, in the middle and late: all found from the grid alone.
+    for d1 in (40.0, 400.0, 3000.0):
+        losses = bnsl_loss(STEPS, 5.0, 0.1, [(-0.08, d1, 0.2)])
+        fit = bnsl.fit_bnsl(STEPS, losses, breaks=1)
+        assert fit["d1"] == pytest.approx(d1, rel=1e-4) and fit["rsle"] < 1e-6
+
+
+def test_analytic_jacobian_matches_finite_differences():
+    log_t = np.log(STEPS)
+    theta = np.array([1.7, 0.11, 0.2, np.log(50.0), 0.25, -0.3, np.log(900.0), 0.7])
+    for n_params in (2, 5, 8):                                 # 0, 1 and 2 breaks
+        analytic = bnsl.bnsl_jacobian(theta[:n_params], log_t)
+        for i in range(n_params):
+            h = 1e-6 * max(1.0, abs(theta[i]))
+            plus, minus = theta[:n_params].copy(), theta[:n_params].copy()
+            plus[i] += h
+            minus[i] -= h
+            numeric = (bnsl.bnsl_log_loss(plus, log_t) - bnsl.bnsl_log_loss(minus, log_t)) / (2 * h)
+            np.testing.assert_allclose(analytic[:, i], numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_softplus_and_sigmoid_do_not_overflow():
+    z = np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0])
+    with np.errstate(over="raise"):
+        np.testing.assert_allclose(bnsl.softplus(z), [0.0, np.exp(-30.0), np.log(2), 30.0, 1000.0],
+                                   rtol=1e-12, atol=0)
+        np.testing.assert_allclose(bnsl.sigmoid(z), [0.0, np.exp(-30.0), 0.5, 1.0, 1.0],
+                                   rtol=1e-12, atol=0)
+
+
+def test_pure_power_law_has_no_supported_break():
+    losses = noisy(4.0 * STEPS ** -0.1, 0.005, seed=3)
+    fit = bnsl.fit_bnsl(STEPS, losses, breaks=1)
+    assert not fit["supported"] and "no better than 0" in fit["warning"]
+    fit2 = bnsl.fit_bnsl(STEPS, noisy(bnsl_loss(STEPS, 6.0, 0.12, [(-0.09, 300.0, 0.3)]), 0.003, 4),
+                         breaks=2)
+    assert not fit2["supported"] and "no better than 1" in fit2["warning"]
+
+
+def test_smoothed_noise_is_not_mistaken_for_a_break():
+    # Per-step noise, smoothed and subsampled as for our runs: BIC alone would accept a sharp
+    # corner fitted to the noisy first points; the 100 % error rule on c1, d1, f1 must reject it.
+    steps = np.arange(1, 3001.0)
+    for seed in range(3):
+        fit = bnsl.fit_bnsl(*bnsl.prepare_curve(steps, noisy(4.0 * steps ** -0.1, 0.03, seed)))
+        assert not fit["supported"], fit
+    losses = noisy(bnsl_loss(steps, 6.0, 0.12, [(-0.09, 150.0, 0.3)]), 0.03, seed=0)
+    assert bnsl.fit_bnsl(*bnsl.prepare_curve(steps, losses))["supported"]
+
+
+def test_break_beyond_the_data_is_flagged():
+    # Gentle bend centred past the last step: the best fit puts d1 outside the data.
+    losses = bnsl_loss(STEPS, 5.0, 0.05, [(0.3, 20000.0, 1.0)])
+    fit = bnsl.fit_bnsl(STEPS, losses, breaks=1)
+    assert fit["d1"] > STEPS[-1]
+    assert not fit["supported"] and "outside the fitted steps" in fit["warning"]
+
+
+def test_zero_breaks_is_the_power_law():
+    losses = noisy(4.0 * STEPS ** -0.1, 0.005, seed=5)
+    fit = bnsl.fit_bnsl(STEPS, losses, breaks=0)
+    assert fit["t_d"] is None and fit["rsle"] == fit["rsle_power_law"]
+    assert fit["b"] == pytest.approx(4.0, rel=0.02) and fit["c0"] == pytest.approx(0.1, rel=0.02)
+
+
+def test_log_moving_average_matches_brute_force():
+    rng = np.random.default_rng(6)
+    for steps in (np.arange(0, 300.0), np.arange(1, 300.0), np.unique(rng.integers(1, 2000, 300))):
+        steps = steps.astype(float)
+        losses = rng.random(len(steps)) + 1
+        expected = [losses[(steps >= np.floor(s / 1.2)) & (steps <= s)].mean() for s in steps]
+        np.testing.assert_allclose(bnsl.log_moving_average(steps, losses), expected, rtol=1e-12)
+    # Logged at every step from 0, it is the paper's mean(x[floor(j/1.2) .. j]).
+    x = rng.random(500)
+    paper = [x[int(np.floor(j / 1.2)): j + 1].mean() for j in range(500)]
+    np.testing.assert_allclose(bnsl.log_moving_average(np.arange(500.0), x), paper, rtol=1e-12)
+
+
+def test_log_subsample_matches_brute_force():
+    steps = np.arange(1, 23457)
+    expected = [s for s in steps if s < 100 or (s < 1000 and s % 10 == 0)
+                or (s < 10000 and s % 100 == 0) or s % 1000 == 0 or s == steps[-1]]
+    np.testing.assert_array_equal(steps[bnsl.log_subsample_mask(steps)], expected)
+
+
+def test_prepare_curve_smooths_then_subsamples_then_drops_the_transient():
+    steps = np.arange(1, 3001.0)
+    losses = 5.0 * steps ** -0.1 * (1 + 0.05 * np.sin(steps))
+    prepared_steps, prepared_losses = bnsl.prepare_curve(steps, losses, "lma", "log", transient=20)
+    keep = bnsl.log_subsample_mask(steps) & (steps > 20)
+    np.testing.assert_array_equal(prepared_steps, steps[keep])
+    np.testing.assert_allclose(prepared_losses, bnsl.log_moving_average(steps, losses)[keep])
+    raw_steps, raw_losses = bnsl.prepare_curve(steps, losses, "none", "none", transient=0)
+    np.testing.assert_array_equal(raw_losses, losses)
+    with pytest.raises(bnsl.CurveError):
+        bnsl.prepare_curve(steps, losses, smooth="ema")
+
+
+def test_fit_refuses_fewer_points_than_parameters():
+    with pytest.raises(bnsl.CurveError, match="parameters"):
+        bnsl.fit_bnsl(STEPS[:5], 3.0 * STEPS[:5] ** -0.1, breaks=1)
+
+
+# ---------------------------------------------------------------- the command line
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, BNSL_PY, *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def write_csv(path, steps, losses, header="step,loss"):
+    with open(path, "w") as file:
+        file.write(header + "\n" + "".join(f"{s},{l}\n" for s, l in zip(steps, losses)))
+    return path
+
+
+@pytest.fixture
+def curve_csv(tmp_path):
+    steps = np.arange(1, 3001)
+    losses = noisy(bnsl_loss(steps, 6.0, 0.12, [(-0.09, 150.0, 0.3)]), 0.02, seed=7)
+    return write_csv(tmp_path / "small.csv", steps, losses)
+
+
+BAD_INPUTS = {
+    "missing file": lambda d: [d / "nope.csv"],
+    "empty run directory": lambda d: [d],
+    "no header": lambda d: [write_csv(d / "h.csv", [20, 30], [1, 2], header="20,3.0")],
+    "unreadable row": lambda d: [write_csv(d / "u.csv", ["20", "x"], [3, 2])],
+    "too few points": lambda d: [write_csv(d / "f.csv", [20, 30, 40, 50], [4, 3, 2.5, 2.2])],
+    "negative loss": lambda d: [write_csv(d / "n.csv", range(20, 40), [1.0] * 19 + [-1.0])],
+    "zero loss": lambda d: [write_csv(d / "z.csv", range(20, 40), [1.0] * 19 + [0.0])],
+    "nan loss": lambda d: [write_csv(d / "nan.csv", range(20, 40), [1.0] * 19 + ["nan"])],
+    "inf loss": lambda d: [write_csv(d / "inf.csv", range(20, 40), ["inf"] + [1.0] * 19)],
+    "unsorted steps": lambda d: [write_csv(d / "s.csv", [20, 22, 21] + list(range(23, 40)),
+                                           np.linspace(3, 2, 20))],
+    "duplicate step": lambda d: [write_csv(d / "d.csv", [20, 21, 21] + list(range(22, 39)),
+                                           np.linspace(3, 2, 20))],
+    "unknown option": lambda d: ["--smoothing=lma", "x.csv"],
+    "bad breaks": lambda d: ["--breaks=3", "x.csv"],
+    "bad smooth": lambda d: ["--smooth=ema", "x.csv"],
+    "bad transient": lambda d: ["--transient=ten", "x.csv"],
+    "negative transient": lambda d: ["--transient=-1", "x.csv"],
+    "no input": lambda d: [],
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_error(case, tmp_path):
+    result = run_cli(*BAD_INPUTS[case](tmp_path))
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("bnsl.py: error: ")
+
+
+def test_table_json_and_plot(curve_csv, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    steps = np.arange(1, 3001)
+    with open(run_dir / "log.csv", "w") as file:   # train.py's format, with a repeated last row
+        file.write("step,loss,lr,tokens,time_s\n")
+        file.writelines(f"{s},{l},0.001,{s * 2048},{s * 0.01}\n" for s, l in
+                        zip(steps, bnsl_loss(steps, 5.0, 0.1, [(-0.07, 200.0, 0.2)])))
+        file.write(f"3000,{bnsl_loss(np.array([3000.0]), 5.0, 0.1, [(-0.07, 200.0, 0.2)])[0]},"
+                   "0.001,6144000,30.0\n")
+    table = run_cli(curve_csv, run_dir)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["name", "n", "b", "c0"] and "rsle_pl" in lines[0]
+    assert lines[1].startswith("small ") and lines[2].startswith("run ")
+
+    plot_path = tmp_path / "fits.png"
+    as_json = run_cli(curve_csv, run_dir, "--json", "--plot", plot_path)
+    assert as_json.returncode == 0, as_json.stderr
+    results = json.loads(as_json.stdout)
+    assert [r["name"] for r in results] == ["small", "run"]
+    for r in results:
+        assert {"name", "b", "c0", "c1", "f1", "t_d", "L_d", "r_d", "rsle",
+                "rsle_power_law", "L_hat_T", "L_T", "supported", "warning"} <= set(r)
+    # The log moving average lags: the window [s/1.2, s] is centred near 0.92 s, so the
+    # smoothed curve bends at about 200 / 0.92 = 218 instead of 200.
+    assert 200.0 < results[1]["t_d"] < 230.0
+    with open(plot_path, "rb") as file:
+        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(plot_path) > 10000
