@@ -47,7 +47,6 @@ def bench_bnsl():
           f"numpy BLAS threads: {threads}; fitted t_d={fit['t_d']:.0f} vs true 300)")
 
 
-
 def bench_zsl():
     raise NotImplementedError  # BENCH-ZSL
 
