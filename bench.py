@@ -23,12 +23,63 @@ def median_time(fn, repeats=5, warmup=1):
     return sorted(times)[len(times) // 2]
 
 
+def train_run_seconds(**flags):
+    """Wall-clock seconds of one train.py run with these flags (in a temporary run directory)."""
+    import tempfile
+    import train
+    with tempfile.TemporaryDirectory() as out_dir:
+        config = train.TrainConfig(out_dir=out_dir, progress=False, **flags)
+        start = time.perf_counter()
+        train.train(config)
+        return time.perf_counter() - start
+
+
+def plain_loop_seconds_per_step(n_layer, n_embd, steps=30):
+    """A plain nanoGPT-style loop of the same size: batch, forward, backward, clip, AdamW step."""
+    import numpy as np
+    import torch
+    import train
+    from model import GPT, GPTConfig
+    c = train.TrainConfig(n_layer=n_layer, n_embd=n_embd)
+    tokens, _, _ = train.load_data(c, is_master=True)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=c.block_size, n_layer=n_layer, n_head=c.n_head, n_embd=n_embd))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
+
+    def one_step():
+        starts = np.random.randint(len(tokens) - c.block_size - 1, size=c.batch_size)
+        x, y = train.windows(tokens, starts, c.block_size)
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+
+    return median_time(lambda: [one_step() for _ in range(steps)], repeats=3) / steps
+
+
 def bench_train():
-    raise NotImplementedError  # BENCH-TRAIN
+    """Training throughput of train.py against a plain loop, at the default size and at 4 x 256."""
+    import train
+    defaults = train.TrainConfig()
+    tokens_per_step = defaults.batch_size * defaults.block_size
+    for n_layer, n_embd, steps in ((defaults.n_layer, defaults.n_embd, 300), (4, 256, 40)):
+        # train.py without records or checkpoints, minus its one-off setup (a 1-step run)
+        flags = dict(n_layer=n_layer, n_embd=n_embd, record_per_octave=0, ckpt_per_octave=0)
+        setup = train_run_seconds(max_iters=1, **flags)
+        ours = (train_run_seconds(max_iters=steps + 1, **flags) - setup) / steps
+        plain = plain_loop_seconds_per_step(n_layer, n_embd)
+        print(f"{n_layer} x {n_embd:<4d} train.py {tokens_per_step / ours:9,.0f} tokens/s   "
+              f"plain loop {tokens_per_step / plain:9,.0f} tokens/s   ratio {plain / ours:.2f}")
 
 
 def bench_record():
-    raise NotImplementedError  # BENCH-RECORD
+    """Cost of per-token recording and checkpoints at default settings (a full default run each)."""
+    without = train_run_seconds(record_per_octave=0, ckpt_per_octave=0)
+    with_records = train_run_seconds()
+    print(f"default run: {with_records:.1f} s with records + checkpoints, {without:.1f} s without "
+          f"-> recording costs {100 * (with_records / without - 1):+.1f}% of training time")
 
 
 def bench_bnsl():
