@@ -95,7 +95,7 @@ def test_pure_power_law_has_no_supported_break():
 
 def test_smoothed_noise_is_not_mistaken_for_a_break():
     # Per-step noise, smoothed and subsampled as for our runs: BIC alone would accept a sharp
-    # corner fitted to the noisy first points; the 100 % error rule on c1, d1, f1 must reject it.
+    # corner fitted to the noisy first points; the minimum RSLE gain must reject it.
     steps = np.arange(1, 3001.0)
     for seed in range(3):
         fit = bnsl.fit_bnsl(*bnsl.prepare_curve(steps, noisy(4.0 * steps ** -0.1, 0.03, seed)))
