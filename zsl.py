@@ -1,0 +1,755 @@
+"""
+Zero-sum learning: how much of what one token gains, another token loses.
+
+    python zsl.py RUN_DIR [RUN_DIR ...]        # analyse train.py runs, write zsl.json + figures
+    python zsl.py RUN_DIR --json --no_grad      # print the per-step summary, records only
+
+Read top to bottom (design.md sections 2-4 define every quantity):
+
+  1. interference of per-token loss changes, D(Δℓ)            -- from train.py's records
+  2. reading a run directory
+  3. per-token gradients g_ij = ∂ℓ_i/∂θ_j, exactly            -- a plain reference loop and a
+                                                                 fast per-example method
+  4. gradient interference D(∇θℓ) and its summaries
+  5. the update link: one AdamW step δ, predicted Δ̃ℓ_i = Σ_j g_ij δ_j
+  6. analysing a run, figures, command line
+
+Python API (stable names, used by the report script):
+    interference(delta) -> (D, M, abs_dL)
+    loss_interference(run_dir) -> [per-record dict]
+    naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None) -> stats dict
+    per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None)
+    gradient_summary(stats) -> dict
+    gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None) -> [dict]
+    analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
+"""
+import argparse
+import copy
+import glob
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model import GPT, GPTConfig
+
+EMBEDDING_PARAMS = ("wte.weight", "wpe.weight")  # wte is also the (tied) output head
+HIST_BINS = 100
+
+
+class ZSLError(Exception):
+    """A problem with the input the user can fix; the CLI prints it as one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Interference of per-token loss changes
+# ---------------------------------------------------------------------------------------------
+
+def interference(delta):
+    """
+    delta: per-token loss changes Δℓ_i (any shape). Returns (D, M, |ΔL|):
+        D(Δℓ) = 1 − |Σ_i Δℓ_i| / Σ_i |Δℓ_i|   in [0, 1]; 0 = all tokens move together,
+                                              1 = improvements exactly cancel degradations
+        M(Δℓ) = mean_i |Δℓ_i|
+        |ΔL|  = |mean_i Δℓ_i| = M · (1 − D)
+    If nothing changed at all (Σ|Δℓ_i| = 0), D is undefined and returned as nan.
+    """
+    delta = np.asarray(delta, dtype=np.float64).ravel()
+    total_abs = np.abs(delta).sum()                       # Σ_i |Δℓ_i|
+    D = 1.0 - abs(delta.sum()) / total_abs if total_abs > 0 else float("nan")
+    M = float(np.abs(delta).mean())                       # mean_i |Δℓ_i|
+    abs_dL = float(abs(delta.mean()))                     # |mean_i Δℓ_i|
+    return float(D), M, abs_dL
+
+
+def _interference_dict(delta):
+    D, M, abs_dL = interference(delta)
+    return {"D": D, "M": M, "abs_dL": abs_dL}
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Reading a run directory (layout: see README / train.py)
+# ---------------------------------------------------------------------------------------------
+
+def _step_of(path):
+    """records/step_000123.npz -> 123"""
+    return int(os.path.basename(path).split("_")[1].split(".")[0])
+
+
+def load_config(run_dir):
+    if not os.path.isdir(run_dir):
+        raise ZSLError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ZSLError(f"{run_dir}: not a train.py run directory (no config.json); "
+                       "pass the --out_dir of a train.py run")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ZSLError(f"{path}: unreadable ({e}); re-run train.py into a fresh --out_dir") from None
+    if not isinstance(config, dict) or not {"train", "model"} <= set(config):
+        raise ZSLError(f"{path}: needs 'train' and 'model' sections; was it written by train.py?")
+    return config
+
+
+def record_paths(run_dir):
+    return sorted(glob.glob(os.path.join(run_dir, "records", "step_*.npz")), key=_step_of)
+
+
+def checkpoint_paths(run_dir):
+    return sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step_*.pt")), key=_step_of)
+
+
+def _load_npz(path, keys):
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as e:  # truncated, not a zip, ...
+        raise ZSLError(f"{path}: unreadable ({type(e).__name__}); delete it or re-run train.py") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise ZSLError(f"{path}: missing {', '.join(missing)}; was it written by this train.py?")
+    return arrays
+
+
+RECORD_KEYS = ("train_before", "train_after", "probe_before", "probe_after", "step", "lr")
+
+
+def load_record(path):
+    return _load_npz(path, RECORD_KEYS)
+
+
+def load_probe(run_dir):
+    path = os.path.join(run_dir, "probe.npz")
+    if not os.path.isfile(path):
+        raise ZSLError(f"{run_dir}: no probe.npz; it is written by train.py at the start of a run "
+                       "(or pass --no_grad to analyse the records only)")
+    probe = _load_npz(path, ("x", "y", "update_x", "update_y"))
+    return {k: torch.from_numpy(v).long() for k, v in probe.items()}
+
+
+def load_checkpoint(path):
+    """Returns (model in eval mode, checkpoint dict). The weights are those after update ckpt['step']."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        model = GPT(GPTConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+        for key in ("optimizer", "step", "lr", "train_config"):
+            ckpt[key]  # noqa: B018 -- fail here, with a clear message, if a key is missing
+    except Exception as e:
+        raise ZSLError(f"{path}: unusable checkpoint ({type(e).__name__}: {e}); "
+                       "delete it or re-run train.py") from None
+    return model.eval(), ckpt
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss interference from the records (no model needed)
+# ---------------------------------------------------------------------------------------------
+
+def loss_interference(run_dir):
+    """
+    For every record step s, D/M/|ΔL| of three kinds of per-token loss change:
+      train:    one optimizer step on the batch it trained on   Δℓ = train_after − train_before
+      probe:    the same step, on the held-out probe set        Δℓ = probe_after − probe_before
+      interval: from this record to the next one, on the probe  Δℓ = probe_before(s') − probe_before(s)
+                (None at the last record)
+    """
+    records = [load_record(p) for p in record_paths(run_dir)]
+    rows = []
+    for k, rec in enumerate(records):
+        row = {
+            "step": int(rec["step"]),
+            "lr": float(rec["lr"]),
+            "train": _interference_dict(rec["train_after"] - rec["train_before"]),
+            "probe": _interference_dict(rec["probe_after"] - rec["probe_before"]),
+            "interval": None,
+        }
+        if k + 1 < len(records):
+            nxt = records[k + 1]
+            row["interval"] = _interference_dict(nxt["probe_before"] - rec["probe_before"])
+            row["interval"]["to_step"] = int(nxt["step"])
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Per-token gradients, exactly
+#
+# For N tokens and P parameter elements we want, per element j,
+#     S_j = Σ_i g_ij          A_j = Σ_i |g_ij|          (g_ij = ∂ℓ_i/∂θ_j)
+# and, given a direction δ (an optimizer update), the per-token first-order change
+#     Δ̃ℓ_i = Σ_j g_ij δ_j.
+# A_j needs every per-token gradient; we stream them and never hold all N at once.
+# The statistics are returned as a plain dict:
+#     {"sum_grad": {name: S}, "sum_abs_grad": {name: A}, "n_tokens": N,
+#      "predicted_change": Δ̃ℓ [B, n_positions] or None}
+# ---------------------------------------------------------------------------------------------
+
+def _empty_stats(model, direction, shape):
+    params = dict(model.named_parameters())  # the tied lm_head weight is listed once, as wte.weight
+    return {
+        "sum_grad": {n: torch.zeros_like(p, requires_grad=False) for n, p in params.items()},
+        "sum_abs_grad": {n: torch.zeros_like(p, requires_grad=False) for n, p in params.items()},
+        "n_tokens": 0,
+        "predicted_change": torch.zeros(shape) if direction is not None else None,
+    }
+
+
+def naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None):
+    """
+    The reference: one forward per sequence, then one backward per token. Slow, obviously right.
+    x, y: [B, T] token ids; n_positions: use only positions 0..n_positions-1 of each sequence.
+    """
+    model.eval()
+    B, T = x.shape
+    n_positions = n_positions or T
+    names, params = zip(*model.named_parameters())
+    stats = _empty_stats(model, direction, (B, n_positions))
+    for b in range(B):
+        xb, yb = x[b:b + 1, :n_positions].contiguous(), y[b:b + 1, :n_positions].contiguous()
+        _, losses = model(xb, yb, per_token=True)
+        for t in range(n_positions):
+            grads = torch.autograd.grad(losses[0, t], params, retain_graph=True)  # g_i, one token
+            for name, g in zip(names, grads):
+                stats["sum_grad"][name] += g                # S_j += g_ij
+                stats["sum_abs_grad"][name] += g.abs()      # A_j += |g_ij|
+                if direction is not None:                   # Δ̃ℓ_i += Σ_j g_ij δ_j
+                    stats["predicted_change"][b, t] += torch.dot(g.flatten(), direction[name].flatten()).item()
+            stats["n_tokens"] += 1
+    return stats
+
+
+# The fast method is the per-example-gradient idea the paper used ("custom autograd layers"),
+# done with hooks instead:
+#   * Token (b, t)'s loss depends only on sequence b and positions s <= t. So ONE backward of
+#     Σ_b ℓ_{b,t} gives every sequence's own gradient at once, as long as we never sum over b:
+#     we ask autograd only for the gradients at the OUTPUT of every layer, e_{b,s} = ∂ℓ_{b,t}/∂z_{b,s},
+#     and build each sequence's weight gradient ourselves from the layer's input a_{b,s}:
+#         Linear     W: g_b = Σ_{s<=t} e_{b,s} a_{b,s}ᵀ        bias: Σ_{s<=t} e_{b,s}
+#         LayerNorm  γ: g_b = Σ_{s<=t} e_{b,s} ⊙ â_{b,s}       β:    Σ_{s<=t} e_{b,s}   (â = normalised a)
+#         Embedding  E: row v of g_b = Σ_{s<=t, a_{b,s}=v} e_{b,s}
+#     (positions s > t have e = 0 by causality, so the sums stop at t.)
+#   * Layers used only after the last attention (the last block's attn.proj, ln_2, mlp, then ln_f
+#     and the head) act on position t alone: their per-token gradient is the rank-1 e_{b,t} a_{b,t}ᵀ.
+#   * Causality again: ℓ_{b,t} needs only the prefix x[:, :t+1], so positions are processed in
+#     chunks, each with a forward on the prefix up to the chunk's end (less work for early tokens).
+# Memory: seq_chunk sequences × number of parameters.
+
+def _after_last_mixing(model, module_name):
+    """True for layers that only ever see one position after the last attention mixes positions."""
+    last = f"blocks.{len(model.blocks) - 1}."
+    return module_name.startswith((last + "attn.proj", last + "ln_2", last + "mlp", "ln_f", "lm_head"))
+
+
+def _forward_with_layer_io(model, x, y):
+    """Per-token losses [B, T] plus every parametrised layer's (input, output) from the same pass."""
+    layer_io = {}
+    hooks = [module.register_forward_hook(
+                 lambda module, inputs, output, name=name: layer_io.__setitem__(name, (inputs[0], output)))
+             for name, module in model.named_modules()
+             if isinstance(module, (nn.Linear, nn.LayerNorm, nn.Embedding))]
+    try:
+        _, losses = model(x, y, per_token=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return losses, layer_io
+
+
+def _per_sequence_grads(model, layer_io, normalised, out_grads, t):
+    """
+    Token t's gradient for every sequence of the batch: {parameter name: [batch, *shape]},
+    built from each layer's input a and output gradient e (the rules in the comment above).
+    """
+    modules = dict(model.named_modules())
+    param_name = {id(p): n for n, p in model.named_parameters()}
+    per_seq = {}
+
+    def add(param, g):  # tied weights (wte = lm_head) collect both contributions
+        name = param_name[id(param)]
+        per_seq[name] = per_seq[name] + g if name in per_seq else g
+
+    for name, e in out_grads.items():
+        module = modules[name]
+        # rank 1 after the last mixing (only position t); otherwise causality (positions s <= t)
+        positions = slice(t, t + 1) if _after_last_mixing(model, name) else slice(0, t + 1)
+        e, a = e[:, positions], layer_io[name][0][:, positions]
+        if isinstance(module, nn.Linear):
+            add(module.weight, torch.bmm(e.transpose(1, 2), a))          # Σ_s e_s a_sᵀ
+            if module.bias is not None:
+                add(module.bias, e.sum(1))                                # Σ_s e_s
+        elif isinstance(module, nn.LayerNorm):
+            a_hat = normalised[name][:, positions]
+            add(module.weight, (e * a_hat).sum(1))                        # Σ_s e_s ⊙ â_s
+            if module.bias is not None:
+                add(module.bias, e.sum(1))                                # Σ_s e_s
+        else:  # the token embedding: a holds token ids
+            g = torch.zeros(e.shape[0], *module.weight.shape)
+            g.scatter_add_(1, a.unsqueeze(-1).expand_as(e), e)           # row a_s += e_s
+            add(module.weight, g)
+            # x = wte(idx) + wpe(pos) (model.py): the position embedding gets the same e
+            g_pos = torch.zeros(e.shape[0], *model.wpe.weight.shape)
+            g_pos[:, :t + 1] = e                                          # row s += e_s
+            add(model.wpe.weight, g_pos)
+    return per_seq
+
+
+def per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None,
+                         progress=False):
+    """Same result as naive_per_token_grad_stats, much less work (see the comment above)."""
+    model.eval()
+    B, T = x.shape
+    n_positions = n_positions or T
+    modules = dict(model.named_modules())
+    stats = _empty_stats(model, direction, (B, n_positions))
+    # every layer with parameters; wpe's output is shared by the whole batch, so its per-sequence
+    # gradient is taken from the token embedding's output gradient instead (same tensor: x = wte + wpe)
+    layer_names = [n for n, m in modules.items()
+                   if isinstance(m, (nn.Linear, nn.LayerNorm, nn.Embedding)) and n != "wpe"]
+    bar = _progress(total=B * n_positions, desc="per-token grads", unit="tok", enable=progress)
+    for b0 in range(0, B, seq_chunk):
+        for start in range(0, n_positions, chunk):
+            end = min(start + chunk, n_positions)
+            xb = x[b0:b0 + seq_chunk, :end].contiguous()   # the prefix up to the chunk's end is enough
+            yb = y[b0:b0 + seq_chunk, :end].contiguous()
+            losses, layer_io = _forward_with_layer_io(model, xb, yb)
+            with torch.no_grad():  # normalised LayerNorm inputs â, once per forward
+                normalised = {n: F.layer_norm(layer_io[n][0], modules[n].normalized_shape, eps=modules[n].eps)
+                              for n in layer_names if isinstance(modules[n], nn.LayerNorm)}
+            for t in range(start, end):
+                # e_{b,s} = ∂ℓ_{b,t}/∂z_{b,s} for every layer output z, all sequences b in one backward
+                grads = torch.autograd.grad(losses[:, t].sum(), [layer_io[n][1] for n in layer_names],
+                                            retain_graph=t < end - 1)
+                with torch.no_grad():
+                    per_seq = _per_sequence_grads(model, layer_io, normalised, dict(zip(layer_names, grads)), t)
+                    for name, g in per_seq.items():
+                        stats["sum_grad"][name] += g.sum(0)                            # S_j += Σ_b g_bj
+                        if direction is not None:                                     # Δ̃ℓ_b += Σ_j g_bj δ_j
+                            stats["predicted_change"][b0:b0 + len(g), t] += g.flatten(1) @ direction[name].flatten()
+                        stats["sum_abs_grad"][name] += g.abs_().sum(0)                 # A_j += Σ_b |g_bj|
+                stats["n_tokens"] += xb.shape[0]
+                bar.update(xb.shape[0])
+    bar.close()
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Gradient interference: C_j = |S_j| / A_j,  D_j = 1 − C_j
+# ---------------------------------------------------------------------------------------------
+
+def gradient_summary(stats, bins=HIST_BINS):
+    """
+    D_grad         the paper's D(∇θℓ): unweighted mean of 1 − C_j over non-embedding elements
+    D_grad_global  1 − Σ_j |S_j| / Σ_j A_j over non-embedding elements
+    per_tensor     the same two numbers for every tensor (embeddings included)
+    hist_counts    100-bin histogram of C_j on [0, 1] over non-embedding elements
+    0/0: an element no token's loss depends on (A_j = 0) has no C_j; it is left out of means and
+    histograms and counted in n_zero.
+    """
+    per_tensor, all_C = [], []
+    total_abs_sum, total_abs = 0.0, 0.0
+    for name, S in stats["sum_grad"].items():
+        A = stats["sum_abs_grad"][name]
+        used = A > 0
+        C = (S.abs()[used] / A[used])                                   # C_j = |Σ_i g_ij| / Σ_i |g_ij|
+        row = {
+            "name": name,
+            "numel": S.numel(),
+            "n_zero": int((~used).sum()),
+            "D_mean": float((1 - C).mean()) if C.numel() else float("nan"),      # mean_j (1 − C_j)
+            "D_global": float(1 - S.abs().sum() / A.sum()) if A.sum() > 0 else float("nan"),
+            "embedding": name in EMBEDDING_PARAMS,
+        }
+        per_tensor.append(row)
+        if not row["embedding"]:
+            all_C.append(C)
+            total_abs_sum += float(S.abs().sum())                       # Σ_j |Σ_i g_ij|
+            total_abs += float(A.sum())                                 # Σ_j Σ_i |g_ij|
+    all_C = torch.cat(all_C).numpy()
+    counts, _ = np.histogram(all_C, bins=bins, range=(0.0, 1.0))
+    return {
+        "D_grad": float(np.mean(1 - all_C)),
+        "D_grad_global": 1 - total_abs_sum / total_abs,
+        "n_elements": int(all_C.size),
+        "n_zero": sum(r["n_zero"] for r in per_tensor if not r["embedding"]),
+        "n_tokens": stats["n_tokens"],
+        "hist_counts": counts.tolist(),
+        "per_tensor": per_tensor,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The update link: one AdamW step from a checkpoint
+# ---------------------------------------------------------------------------------------------
+
+def adamw_update(model, ckpt, x, y):
+    """
+    δ = θ_after − θ_before for one AdamW step on (x, y), from the checkpoint's own optimizer
+    moments and learning rate, without gradient clipping (design.md §4). Weight decay is part
+    of δ. Dropout off, so δ is deterministic. Returns {name: δ}.
+    """
+    train = ckpt["train_config"]
+    stepped = copy.deepcopy(model)
+    optimizer = stepped.configure_optimizer(train["learning_rate"], train["weight_decay"],
+                                            (train["beta1"], train["beta2"]), train["adam_eps"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = ckpt["lr"]                    # the LR the next update would have used
+    stepped.eval()
+    _, loss = stepped(x, y)
+    loss.backward()
+    optimizer.step()
+    before = dict(model.named_parameters())
+    return {n: (p - before[n]).detach() for n, p in stepped.named_parameters()}
+
+
+@torch.no_grad()
+def probe_losses(model, x, y, delta=None):
+    """Per-token losses [B, T], at θ or at θ + δ."""
+    if delta is None:
+        return model(x, y, per_token=True)[1]
+    moved = copy.deepcopy(model)
+    for name, p in moved.named_parameters():
+        p += delta[name]
+    return moved(x, y, per_token=True)[1]
+
+
+def update_link(stats, delta, measured):
+    """
+    stats: per-token gradient statistics computed with direction=δ; measured: Δℓ [B, T].
+    predicted Δ̃ℓ_i = Σ_j g_ij δ_j (first order), and with p_ij = g_ij δ_j:
+        C_g = Σ_j |Σ_i p_ij| / Σ_j Σ_i |p_ij| = Σ_j |δ_j| |S_j| / Σ_j |δ_j| A_j   (all elements)
+    """
+    predicted = stats["predicted_change"].numpy()
+    measured = measured.double().numpy()
+    numerator = sum(float((delta[n].double().abs() * stats["sum_grad"][n].abs()).sum()) for n in delta)
+    denominator = sum(float((delta[n].double().abs() * stats["sum_abs_grad"][n]).sum()) for n in delta)
+    D_meas, M_meas, dL_meas = interference(measured)
+    D_pred, M_pred, dL_pred = interference(predicted)
+    return {
+        "D_measured": D_meas, "M_measured": M_meas, "abs_dL_measured": dL_meas,
+        "D_predicted": D_pred, "M_predicted": M_pred, "abs_dL_predicted": dL_pred,
+        "C_g": numerator / denominator if denominator > 0 else float("nan"),
+        # how good the first-order prediction is, token by token
+        "corr_predicted_measured": float(np.corrcoef(predicted.ravel(), measured.ravel())[0, 1]),
+        "rel_err_predicted": float(np.linalg.norm(predicted - measured) / np.linalg.norm(measured)),
+        "update_norm": math.sqrt(sum(float((d.double() ** 2).sum()) for d in delta.values())),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Analysing a run
+# ---------------------------------------------------------------------------------------------
+
+def _progress(total, desc, unit, enable):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not enable, file=sys.stderr)
+
+
+def _pick_checkpoints(paths, steps=None, max_checkpoints=None):
+    by_step = {_step_of(p): p for p in paths}
+    if steps:
+        missing = [s for s in steps if s not in by_step]
+        if missing:
+            raise ZSLError(f"no checkpoint at step {missing[0]}; available: "
+                           f"{', '.join(map(str, sorted(by_step))) or 'none'}")
+        chosen = sorted(steps)
+    else:
+        chosen = sorted(by_step)
+    if max_checkpoints and len(chosen) > max_checkpoints:  # spread evenly, always keep the last
+        idx = np.unique(np.round(np.linspace(0, len(chosen) - 1, max_checkpoints)).astype(int))
+        chosen = [chosen[i] for i in idx]
+    return [(s, by_step[s]) for s in chosen]
+
+
+def probe_subset(probe, probe_tokens=None):
+    """(x, y, n_positions): whole probe sequences, or a prefix of one if fewer tokens are asked for."""
+    x, y = probe["x"], probe["y"]
+    T = x.shape[1]
+    if not probe_tokens or probe_tokens >= x.numel():
+        return x, y, T
+    if probe_tokens >= T:
+        n_seq = probe_tokens // T
+        return x[:n_seq], y[:n_seq], T
+    return x[:1], y[:1], probe_tokens
+
+
+def gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None,
+                          chunk=16, update=True, progress=False):
+    """Per checkpoint: gradient_summary(...) plus 'step' and, with update=True, 'update' (update_link)."""
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        return []
+    probe = load_probe(run_dir)
+    x, y, n_positions = probe_subset(probe, probe_tokens)
+    rows = []
+    chosen = _pick_checkpoints(paths, steps, max_checkpoints)
+    for step, path in _progress_iter(chosen, "checkpoints", progress):
+        model, ckpt = load_checkpoint(path)
+        delta = adamw_update(model, ckpt, probe["update_x"], probe["update_y"]) if update else None
+        stats = per_token_grad_stats(model, x, y, chunk=chunk, direction=delta,
+                                     n_positions=n_positions, progress=progress)
+        row = {"step": step, **gradient_summary(stats)}
+        if update:
+            xs, ys = x[:, :n_positions].contiguous(), y[:, :n_positions].contiguous()
+            measured = probe_losses(model, xs, ys, delta) - probe_losses(model, xs, ys)
+            row["update"] = {"lr": float(ckpt["lr"]), **update_link(stats, delta, measured)}
+        rows.append(row)
+    return rows
+
+
+def _progress_iter(items, desc, enable):
+    from tqdm import tqdm
+    return tqdm(items, desc=desc, leave=False, disable=not enable, file=sys.stderr)
+
+
+def deceleration_step(run_dir):
+    """t_d from bnsl.py's 1-break fit, or None if bnsl.py is missing or the fit fails."""
+    try:
+        import bnsl
+        steps, losses = bnsl.load_curve(run_dir)
+        steps, losses = bnsl.prepare_curve(steps, losses)
+        fit = bnsl.fit_bnsl(steps, losses, breaks=1)
+        t_d = float(fit["t_d"])
+        return t_d if math.isfinite(t_d) and t_d > 0 else None
+    except Exception:  # bnsl.py is optional here: no fit, no marker
+        return None
+
+
+def step_rows(summary):
+    """The per-step table: D and M of each Δℓ variant, and D(∇θℓ) where a checkpoint was analysed."""
+    rows = {}
+    for r in summary["loss_interference"]:
+        rows[r["step"]] = {
+            "step": r["step"],
+            "D_train": r["train"]["D"], "M_train": r["train"]["M"],
+            "D_probe": r["probe"]["D"], "M_probe": r["probe"]["M"],
+            "D_interval": r["interval"]["D"] if r["interval"] else None,
+            "M_interval": r["interval"]["M"] if r["interval"] else None,
+        }
+    for g in summary["gradient_interference"]:
+        row = rows.setdefault(g["step"], {"step": g["step"]})
+        row["D_grad"] = g["D_grad"]
+        row["D_grad_global"] = g["D_grad_global"]
+        if "update" in g:
+            row["D_update_measured"] = g["update"]["D_measured"]
+            row["D_update_predicted"] = g["update"]["D_predicted"]
+            row["C_g"] = g["update"]["C_g"]
+    return [rows[s] for s in sorted(rows)]
+
+
+def check_run_dir(run_dir, need_probe):
+    """Fail early, with a fix, on anything that would stop the analysis half-way."""
+    load_config(run_dir)
+    if not record_paths(run_dir) and not checkpoint_paths(run_dir):
+        raise ZSLError(f"{run_dir}: no records/step_*.npz and no checkpoints/step_*.pt yet; "
+                       "let train.py run longer")
+    if need_probe and checkpoint_paths(run_dir):
+        load_probe(run_dir)
+
+
+def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, grad=True,
+                update=True, chunk=16, progress=False):
+    """Everything zsl.json holds, for one run directory."""
+    check_run_dir(run_dir, need_probe=grad)
+    summary = {
+        "run_dir": os.path.abspath(run_dir),
+        "t_d": deceleration_step(run_dir),
+        "loss_interference": loss_interference(run_dir),
+        "gradient_interference": (gradient_interference(run_dir, steps, max_checkpoints, probe_tokens,
+                                                        chunk=chunk, update=update, progress=progress)
+                                  if grad else []),
+        "zero_C_rule": "elements with sum_i |g_ij| = 0 are excluded from D_grad and the histogram",
+    }
+    summary["steps"] = step_rows(summary)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (one colour per run, the paper's style)
+# ---------------------------------------------------------------------------------------------
+
+VARIANTS = (("train", "train, Δt=1", ":"), ("probe", "probe, Δt=1", "-"), ("interval", "probe, record→next", "--"))
+
+
+def _label(summary):
+    return os.path.basename(summary["run_dir"].rstrip("/"))
+
+
+def _mark_t_d(ax, summary, colour):
+    if summary["t_d"]:
+        ax.axvline(summary["t_d"], color=colour, alpha=0.5, lw=1, ls="-.")
+
+
+def plot_loss_interference(summaries, path):
+    import matplotlib.pyplot as plt
+    fig, (ax_D, ax_M) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, s in enumerate(summaries):
+        colour = f"C{k % 10}"
+        for key, name, style in VARIANTS:
+            rows = [r for r in s["loss_interference"] if r[key] is not None]
+            steps = [r["step"] for r in rows]
+            ax_D.plot(steps, [r[key]["D"] for r in rows], style, color=colour,
+                      label=f"{_label(s)}: {name}" if len(summaries) > 1 else name)
+            ax_M.plot(steps, [r[key]["M"] for r in rows], style, color=colour)
+        _mark_t_d(ax_D, s, colour)
+        _mark_t_d(ax_M, s, colour)
+    ax_D.set(xscale="log", xlabel="step", ylabel="D(Δℓ)", ylim=(0, 1), title="destructive interference")
+    ax_M.set(xscale="log", yscale="log", xlabel="step", ylabel="M(Δℓ) = mean |Δℓ|", title="magnitude")
+    ax_D.legend(fontsize=7)
+    fig.suptitle("per-token loss changes (dash-dot: t_d from bnsl.py)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_gradient_interference(summaries, path):
+    import matplotlib.pyplot as plt
+    fig, (ax_g, ax_u) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, s in enumerate(summaries):
+        colour, rows = f"C{k % 10}", s["gradient_interference"]
+        prefix = f"{_label(s)}: " if len(summaries) > 1 else ""
+        steps = [r["step"] for r in rows]
+        ax_g.plot(steps, [r["D_grad"] for r in rows], "o-", color=colour, label=prefix + "D(∇θℓ) mean of 1−C_j")
+        ax_g.plot(steps, [r["D_grad_global"] for r in rows], "s--", color=colour, ms=3,
+                  label=prefix + "global 1 − Σ|S|/ΣA")
+        upd = [r for r in rows if "update" in r]
+        ax_u.plot([r["step"] for r in upd], [r["update"]["D_measured"] for r in upd], "o-", color=colour,
+                  label=prefix + "D(Δℓ) measured")
+        ax_u.plot([r["step"] for r in upd], [r["update"]["D_predicted"] for r in upd], "x--", color=colour,
+                  label=prefix + "D(Δ̃ℓ) first order")
+        ax_u.plot([r["step"] for r in upd], [1 - r["update"]["C_g"] for r in upd], ":", color=colour,
+                  label=prefix + "1 − C_g")
+        _mark_t_d(ax_g, s, colour)
+        _mark_t_d(ax_u, s, colour)
+    ax_g.set(xscale="log", xlabel="checkpoint step", ylabel="D(∇θℓ)", title="per-token gradient opposition")
+    ax_u.set(xscale="log", xlabel="checkpoint step", ylabel="interference", ylim=(0, 1),
+             title="one AdamW step from the checkpoint, on the probe")
+    ax_g.legend(fontsize=7)
+    ax_u.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_histogram(summaries, path, hist_step=None):
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    edges = np.linspace(0, 1, HIST_BINS + 1)
+    for k, s in enumerate(summaries):
+        rows = s["gradient_interference"]
+        if not rows:
+            continue
+        want = hist_step if hist_step is not None else rows[-1]["step"]
+        row = min(rows, key=lambda r: abs(math.log(r["step"]) - math.log(max(want, 1))))  # nearest step
+        counts = np.asarray(row["hist_counts"], dtype=float)
+        ax.stairs(counts / max(counts.sum(), 1), edges, color=f"C{k % 10}",
+                  label=f"{_label(s)} step {row['step']} (D={row['D_grad']:.3f})")
+    ax.set(yscale="log", xlabel="C_j = |Σ_i g_ij| / Σ_i |g_ij|", ylabel="fraction of non-embedding elements",
+           title="gradient coherence per parameter element")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_figures(summaries, fig_dir, hist_step=None):
+    paths = [os.path.join(fig_dir, name) for name in ("zsl_loss.png", "zsl_grad.png", "zsl_hist.png")]
+    plot_loss_interference(summaries, paths[0])
+    if any(s["gradient_interference"] for s in summaries):
+        plot_gradient_interference(summaries, paths[1])
+        plot_histogram(summaries, paths[2], hist_step)
+        return paths
+    return paths[:1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def _json_safe(obj):
+    """nan/inf -> null, so zsl.json is valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _step_list(text):
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated steps like 64,128, got {text!r}") from None
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="zsl.py", description="Zero-sum learning metrics for train.py runs.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py --out_dir(s)")
+    p.add_argument("--steps", type=_step_list, default=None,
+                   help="checkpoint steps for the gradient analysis, e.g. 64,128 (default: all)")
+    p.add_argument("--max_checkpoints", type=int, default=None,
+                   help="analyse at most this many checkpoints, spread over the run (default: all)")
+    p.add_argument("--probe_tokens", type=int, default=None,
+                   help="per-token gradients on only this many probe tokens (default: the whole probe)")
+    p.add_argument("--no_grad", action="store_true", help="skip the checkpoint (gradient) analysis")
+    p.add_argument("--no_update", action="store_true", help="skip the one-AdamW-step update link")
+    p.add_argument("--chunk", type=int, default=16, help="positions per prefix forward (speed only)")
+    p.add_argument("--hist_step", type=int, default=None,
+                   help="checkpoint step of the C_j histogram (default: the last; nearest is used)")
+    p.add_argument("--fig_dir", default=None,
+                   help="where multi-run figures go (default: the runs' common parent directory)")
+    p.add_argument("--json", action="store_true", help="print the per-step summary as JSON on stdout")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    for name in ("max_checkpoints", "probe_tokens", "chunk"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name} must be >= 1, got {value}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        for run_dir in args.run_dirs:  # fail before any long computation
+            check_run_dir(run_dir, need_probe=not args.no_grad)
+        summaries = []
+        for run_dir in args.run_dirs:
+            summary = analyse_run(run_dir, steps=args.steps, max_checkpoints=args.max_checkpoints,
+                                  probe_tokens=args.probe_tokens, grad=not args.no_grad,
+                                  update=not args.no_update, chunk=args.chunk,
+                                  progress=not args.no_progress)
+            with open(os.path.join(run_dir, "zsl.json"), "w") as f:
+                json.dump(_json_safe(summary), f, indent=1)
+            figures = write_figures([summary], run_dir, args.hist_step)
+            summaries.append(summary)
+            if not args.json:
+                print(f"{run_dir}: {len(summary['loss_interference'])} records, "
+                      f"{len(summary['gradient_interference'])} checkpoints analysed -> zsl.json, "
+                      + ", ".join(os.path.basename(f) for f in figures))
+        if len(summaries) > 1:
+            fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
+            os.makedirs(fig_dir, exist_ok=True)
+            figures = write_figures(summaries, fig_dir, args.hist_step)
+            if not args.json:
+                print(f"overlay of {len(summaries)} runs -> " + ", ".join(figures))
+        if args.json:
+            print(json.dumps(_json_safe([{"run_dir": s["run_dir"], "t_d": s["t_d"], "steps": s["steps"]}
+                                         for s in summaries]), indent=1))
+    except ZSLError as e:
+        print(f"zsl.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
