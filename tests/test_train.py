@@ -218,3 +218,11 @@ def test_two_process_ddp_on_cpu(dataset, tmp_path):
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["world_size"] == 2
     assert os.path.exists(os.path.join(out, "checkpoints", "step_000012.pt"))
+
+
+def test_shipped_presets_parse_and_tiny_is_the_default():
+    presets = sorted(os.listdir(os.path.join(ROOT, "config")))
+    assert "tiny.py" in presets
+    for name in presets:
+        train.parse_args([os.path.join(ROOT, "config", name)])
+    assert train.parse_args([os.path.join(ROOT, "config", "tiny.py")])[0] == train.TrainConfig()
