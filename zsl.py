@@ -197,7 +197,7 @@ def _empty_stats(model, direction, shape):
         "sum_grad": {n: torch.zeros_like(p, requires_grad=False) for n, p in params.items()},
         "sum_abs_grad": {n: torch.zeros_like(p, requires_grad=False) for n, p in params.items()},
         "n_tokens": 0,
-        "predicted_change": torch.zeros(shape) if direction is not None else None,
+        "predicted_change": torch.zeros(shape, dtype=model.wte.weight.dtype) if direction is not None else None,
     }
 
 
@@ -290,11 +290,11 @@ def _per_sequence_grads(model, layer_io, normalised, out_grads, t):
             if module.bias is not None:
                 add(module.bias, e.sum(1))                                # Σ_s e_s
         else:  # the token embedding: a holds token ids
-            g = torch.zeros(e.shape[0], *module.weight.shape)
+            g = e.new_zeros(e.shape[0], *module.weight.shape)
             g.scatter_add_(1, a.unsqueeze(-1).expand_as(e), e)           # row a_s += e_s
             add(module.weight, g)
             # x = wte(idx) + wpe(pos) (model.py): the position embedding gets the same e
-            g_pos = torch.zeros(e.shape[0], *model.wpe.weight.shape)
+            g_pos = e.new_zeros(e.shape[0], *model.wpe.weight.shape)
             g_pos[:, :t + 1] = e                                          # row s += e_s
             add(model.wpe.weight, g_pos)
     return per_seq
@@ -350,13 +350,15 @@ def gradient_summary(stats, bins=HIST_BINS):
     per_tensor     the same two numbers for every tensor (embeddings included)
     hist_counts    100-bin histogram of C_j on [0, 1] over non-embedding elements
     0/0: an element no token's loss depends on (A_j = 0) has no C_j; it is left out of means and
-    histograms and counted in n_zero.
+    histograms and counted in n_zero. "Zero" means up to float rounding, A_j <= 1e-6 · max A in its
+    tensor: e.g. the attention key bias, whose gradient is exactly 0 (softmax ignores a shift of all
+    scores) but comes out as ~1e-9 noise, whose C_j would be noise too.
     """
     per_tensor, all_C = [], []
     total_abs_sum, total_abs = 0.0, 0.0
     for name, S in stats["sum_grad"].items():
         A = stats["sum_abs_grad"][name]
-        used = A > 0
+        used = A > 1e-6 * A.max()                                       # A_j = 0 up to rounding
         C = (S.abs()[used] / A[used])                                   # C_j = |Σ_i g_ij| / Σ_i |g_ij|
         row = {
             "name": name,
@@ -398,7 +400,7 @@ def adamw_update(model, ckpt, x, y):
     stepped = copy.deepcopy(model)
     optimizer = stepped.configure_optimizer(train["learning_rate"], train["weight_decay"],
                                             (train["beta1"], train["beta2"]), train["adam_eps"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+    optimizer.load_state_dict(copy.deepcopy(ckpt["optimizer"]))  # step() updates the moments in place
     for group in optimizer.param_groups:
         group["lr"] = ckpt["lr"]                    # the LR the next update would have used
     stepped.eval()
@@ -709,8 +711,10 @@ def parse_args(argv):
                    help="where multi-run figures go (default: the runs' common parent directory)")
     p.add_argument("--json", action="store_true", help="print the per-step summary as JSON on stdout")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     args = p.parse_args(argv)
-    for name in ("max_checkpoints", "probe_tokens", "chunk"):
+    for name in ("max_checkpoints", "probe_tokens", "chunk", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name} must be >= 1, got {value}")
@@ -719,6 +723,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         for run_dir in args.run_dirs:  # fail before any long computation
             check_run_dir(run_dir, need_probe=not args.no_grad)
