@@ -19,6 +19,9 @@ Python API (stable names, used by the report script):
     loss_interference(run_dir) -> [per-record dict]
     naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None) -> stats dict
     per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None)
+        both return {"sum_grad", "sum_abs_grad": {param name: tensor}, "n_tokens",
+                     "predicted_change": [B, n_positions] or None}
+    adamw_update(model, ckpt, x, y) -> {param name: δ};  update_link(stats, δ, measured Δℓ) -> dict
     gradient_summary(stats) -> dict
     gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None) -> [dict]
     analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from model import GPT, GPTConfig
 
@@ -44,6 +48,15 @@ HIST_BINS = 100
 
 class ZSLError(Exception):
     """A problem with the input the user can fix; the CLI prints it as one line."""
+
+
+def _progress(total, desc, unit, enable):
+    """A tqdm bar on stderr (progress bars never mix with --json output)."""
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not enable, file=sys.stderr)
+
+
+def _progress_iter(items, desc, enable):
+    return tqdm(items, desc=desc, leave=False, disable=not enable, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,11 +151,13 @@ def load_checkpoint(path):
     """Returns (model in eval mode, checkpoint dict). The weights are those after update ckpt['step']."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        missing = [k for k in ("model", "optimizer", "step", "lr", "train_config", "model_config")
+                   if k not in ckpt]
+        if missing:
+            raise KeyError(", ".join(missing))
         model = GPT(GPTConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
-        for key in ("optimizer", "step", "lr", "train_config"):
-            ckpt[key]  # noqa: B018 -- fail here, with a clear message, if a key is missing
-    except Exception as e:
+    except Exception as e:  # not a torch file, missing keys, wrong shapes, ...
         raise ZSLError(f"{path}: unusable checkpoint ({type(e).__name__}: {e}); "
                        "delete it or re-run train.py") from None
     return model.eval(), ckpt
@@ -449,11 +464,6 @@ def update_link(stats, delta, measured):
 # 6. Analysing a run
 # ---------------------------------------------------------------------------------------------
 
-def _progress(total, desc, unit, enable):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not enable, file=sys.stderr)
-
-
 def _pick_checkpoints(paths, steps=None, max_checkpoints=None):
     by_step = {_step_of(p): p for p in paths}
     if steps:
@@ -504,11 +514,6 @@ def gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_token
             row["update"] = {"lr": float(ckpt["lr"]), **update_link(stats, delta, measured)}
         rows.append(row)
     return rows
-
-
-def _progress_iter(items, desc, enable):
-    from tqdm import tqdm
-    return tqdm(items, desc=desc, leave=False, disable=not enable, file=sys.stderr)
 
 
 def deceleration_step(run_dir):
