@@ -691,6 +691,14 @@ def _json_safe(obj):
     return obj
 
 
+def write_json(path, obj):
+    """Write obj as JSON atomically (a temporary file, then a rename), nan/inf as null."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(_json_safe(obj), f, indent=1)
+    os.replace(tmp, path)
+
+
 def _step_list(text):
     try:
         return [int(s) for s in text.split(",") if s.strip()]
@@ -739,8 +747,7 @@ def main(argv=None):
                                   probe_tokens=args.probe_tokens, grad=not args.no_grad,
                                   update=not args.no_update, chunk=args.chunk,
                                   progress=not args.no_progress)
-            with open(os.path.join(run_dir, "zsl.json"), "w") as f:
-                json.dump(_json_safe(summary), f, indent=1)
+            write_json(os.path.join(run_dir, "zsl.json"), summary)
             figures = write_figures([summary], run_dir, args.hist_step)
             summaries.append(summary)
             if not args.json:
