@@ -1,0 +1,234 @@
+"""
+Reproduce the paper's findings at small scale, in one command.
+
+    python reproduce.py                                  # three sizes on CPU; writes report/
+    python reproduce.py --seed=2 --out_dir=report_seed2  # the same with another seed
+    python reproduce.py --sizes=4x256,6x384,8x512 --max_iters=20000 --warmup_iters=2000 \\
+                        --block_size=256 --device=cuda   # the same experiment, bigger, on a GPU
+
+It trains one GPT per size with train.py, fits the 1-break BNSL to each loss curve with
+bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
+
+    runs/<size>/          each size's run directory (train.py's layout, plus zsl.json)
+    loss_fits.png         loss curves, BNSL fits and t_d           (finding 1)
+    scaling.png           L_d and r_d against model size           (findings 2 and 3)
+    zsl_loss.png          D(Δℓ) and M(Δℓ) against step, per size  (finding 4)
+    zsl_grad.png          D(∇θℓ) against step, per size           (finding 5)
+    zsl_hist.png          the histogram of C_j at the last checkpoint
+    report.md             the findings, each judged by a stated rule, with the numbers
+    summary.json          every number in the report
+
+A finished run is reused and an interrupted one resumed, so running the command again after
+a Ctrl-C picks up where it stopped. The findings (design.md section 1-3):
+    1. the 1-break BNSL fits the loss curves clearly better than a plain power law;
+    2. L_d decreases with model size;          3. r_d increases with model size;
+    4. D(Δℓ) rises sharply around t_d;          5. D(∇θℓ) is close to 1 after t_d.
+Each is judged by the rule in FINDINGS below, never tuned to pass: if a finding does not hold,
+the report says so with the numbers.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+import bnsl
+import train
+import zsl
+
+# Defaults chosen by experiment (README, "Results"): warm-up 100 from 10% of the peak, 3000 steps,
+# so every size has about a decade of steps on each side of its bend; the peak learning rate
+# shrinks with width, lr = learning_rate * 64 / n_embd (wider models take smaller steps, as in
+# the paper: 1.26e-3 for 14M down to 4.87e-4 for 472M).
+DEFAULTS = dict(sizes="1x32,2x64,3x96", max_iters=3000, warmup_iters=100, learning_rate=3e-3,
+                batch_size=32, block_size=64, seed=1337, transient=10, probe_tokens=1024)
+
+
+def learning_rate_for(n_embd, args):
+    """lr = learning_rate * 64 / n_embd with --lr_scaling=width; the same lr for all with none."""
+    return args.learning_rate * 64 / n_embd if args.lr_scaling == "width" else args.learning_rate
+
+
+def parse_sizes(text):
+    """'1x32,2x64' -> [(1, 32), (2, 64)]: n_layer x n_embd."""
+    sizes = []
+    for item in text.split(","):
+        layers, _, width = item.strip().partition("x")
+        if not (layers.isdigit() and width.isdigit() and int(layers) > 0 and int(width) > 0):
+            raise train.ConfigError(f"--sizes takes n_layer x n_embd pairs like 1x32,2x64; got {item!r}")
+        sizes.append((int(layers), int(width)))
+    return sizes
+
+
+def run_is_complete(run_dir, max_iters):
+    return os.path.isfile(train.checkpoint_path(run_dir, max_iters))
+
+
+def train_size(run_dir, n_layer, n_embd, args):
+    """Train one size (or resume it, or reuse it if it is complete)."""
+    if run_is_complete(run_dir, args.max_iters):
+        print(f"{run_dir}: complete, reused")
+        return
+    n_head = max(1, n_embd // 32)  # heads of width 32
+    config = train.TrainConfig(
+        out_dir=run_dir, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=args.block_size,
+        batch_size=args.batch_size, max_iters=args.max_iters, learning_rate=learning_rate_for(n_embd, args),
+        warmup_iters=args.warmup_iters, seed=args.seed, device=args.device,
+        resume=train.latest_checkpoint(run_dir) is not None)
+    train.check_config(config)
+    print(f"training {n_layer} layers x {n_embd} wide -> {run_dir}")
+    if train.train(config, given={"max_iters", "device"}):
+        raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------------------------
+# The findings: each a rule on the measured numbers, stated in the report next to its verdict.
+
+def mean_of(values):
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def interference_around(summary, t_d):
+    """Mean D(Δℓ) (probe, one step) well before (step <= t_d/2) and well after (step >= 2 t_d) t_d,
+    and the same for D(∇θℓ) after t_d."""
+    records = summary["loss_interference"]
+    before = mean_of([r["probe"]["D"] for r in records if r["step"] <= t_d / 2])
+    after = mean_of([r["probe"]["D"] for r in records if r["step"] >= 2 * t_d])
+    grad_after = mean_of([g["D_grad"] for g in summary["gradient_interference"] if g["step"] >= 2 * t_d])
+    return before, after, grad_after
+
+
+def judge(rows):
+    """rows: one dict per size, smallest first. Returns [(finding, rule, holds, numbers)]."""
+    ratio = [r["rsle_power_law"] / r["rsle"] for r in rows]
+    L_d = [r["L_d"] for r in rows]
+    r_d = [r["r_d"] for r in rows]
+    D_before = [r["D_before"] for r in rows]
+    D_after = [r["D_after"] for r in rows]
+    G_after = [r["D_grad_after"] for r in rows]
+    fmt = lambda values, digits=3: ", ".join("n/a" if v is None else f"{v:.{digits}f}" for v in values)
+    return [
+        ("1. BNSL fits clearly better than a power law",
+         "RSLE(power law) / RSLE(BNSL) >= 2 and the break supported, for every size",
+         all(q >= 2 for q in ratio) and all(r["supported"] for r in rows),
+         f"ratio {fmt(ratio, 1)}; supported {', '.join(str(r['supported']) for r in rows)}"),
+        ("2. L_d decreases with model size", "L_d strictly decreasing from smallest to largest",
+         all(a > b for a, b in zip(L_d, L_d[1:])), f"L_d {fmt(L_d)}"),
+        ("3. r_d increases with model size", "r_d strictly increasing from smallest to largest",
+         all(a < b for a, b in zip(r_d, r_d[1:])), f"r_d {fmt(r_d, 4)}"),
+        ("4. D(Δℓ) rises sharply around t_d",
+         "mean D(Δℓ) (probe, one step) <= 0.5 at steps <= t_d/2 and >= 0.8 at steps >= 2 t_d, every size",
+         all(b is not None and a is not None and b <= 0.5 and a >= 0.8 for b, a in zip(D_before, D_after)),
+         f"before {fmt(D_before, 2)}; after {fmt(D_after, 2)}"),
+        ("5. D(∇θℓ) is close to 1 after t_d", "mean D(∇θℓ) >= 0.9 at checkpoints >= 2 t_d, every size",
+         all(g is not None and g >= 0.9 for g in G_after), f"D(∇θℓ) after {fmt(G_after)}"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the report
+
+def plot_scaling(rows, path):
+    import matplotlib
+    import matplotlib.ticker
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    params = [r["params"] for r in rows]
+    figure, (ax_L, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((ax_L, "L_d", "L_d (loss at deceleration)"), (ax_r, "r_d", "r_d (slope after t_d)")):
+        ax.errorbar(params, [r[key] for r in rows], yerr=[r[key + "_err"] for r in rows], marker="o", capsize=3)
+        for r in rows:
+            ax.annotate(r["name"], (r["params"], r[key]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set(xscale="log", xlabel="non-embedding parameters", ylabel=label)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(out_dir, args, rows, verdicts):
+    lines = ["# Loss deceleration and zero-sum learning at small scale", "",
+             f"`python reproduce.py {' '.join(sys.argv[1:])}`: sizes {args.sizes}, {args.max_iters} steps, "
+             f"warm-up {args.warmup_iters} from 10% of the peak LR ({args.learning_rate} x 64 / width"
+             f"{'' if args.lr_scaling == 'width' else ': off, the same for all'}), batch "
+             f"{args.batch_size}x{args.block_size} tokens, seed {args.seed}. BNSL fit from step "
+             f"{args.transient + 1} (log moving average, log subsampling).", "",
+             "## Findings", "", "| finding | rule | holds | numbers (smallest to largest) |", "|---|---|---|---|"]
+    lines += [f"| {name} | {rule} | {'yes' if holds else '**no**'} | {numbers} |" for name, rule, holds, numbers in verdicts]
+    lines += ["", "## Per size", "",
+              "| size | params | t_d | L_d | r_d | RSLE | RSLE power law | final loss | D(Δℓ) before / after | D(∇θℓ) after |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['params']:,} | {r['t_d']:.0f} ± {r['t_d_err']:.0f} | "
+                     f"{r['L_d']:.3f} ± {r['L_d_err']:.3f} | {r['r_d']:.4f} ± {r['r_d_err']:.4f} | {r['rsle']:.4f} | "
+                     f"{r['rsle_power_law']:.4f} | {r['L_T']:.3f} | {r['D_before'] or float('nan'):.2f} / "
+                     f"{r['D_after'] or float('nan'):.2f} | {r['D_grad_after'] or float('nan'):.3f} |")
+    lines += ["", "## Figures", "", "![loss curves and BNSL fits](loss_fits.png)", "",
+              "![L_d and r_d against model size](scaling.png)", "",
+              "![D(Δℓ) and M(Δℓ) against step](zsl_loss.png)", "", "![D(∇θℓ) against step](zsl_grad.png)", "",
+              "![histogram of C_j](zsl_hist.png)", ""]
+    text = "\n".join(lines)
+    train.atomic_write(os.path.join(out_dir, "report.md"), lambda f: f.write(text.encode()))
+    return text
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out_dir", default="report", help="where the report and the runs go")
+    parser.add_argument("--sizes", default=DEFAULTS["sizes"], help="n_layer x n_embd, comma-separated, smallest first")
+    for key in ("max_iters", "warmup_iters", "batch_size", "block_size", "seed", "transient", "probe_tokens"):
+        parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key])
+    parser.add_argument("--learning_rate", type=float, default=DEFAULTS["learning_rate"],
+                        help="peak learning rate of a 64-wide model (see --lr_scaling)")
+    parser.add_argument("--lr_scaling", choices=("width", "none"), default="width",
+                        help="width: lr = learning_rate * 64 / n_embd per size; none: the same for all")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    args = parser.parse_args(argv)
+    try:
+        sizes = parse_sizes(args.sizes)
+        if len(sizes) < 2:
+            raise train.ConfigError("--sizes needs at least two sizes to compare")
+        os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
+        rows, summaries = [], []
+        for n_layer, n_embd in sizes:
+            name = f"{n_layer}x{n_embd}"
+            run_dir = os.path.join(args.out_dir, "runs", name)
+            train_size(run_dir, n_layer, n_embd, args)
+            steps, losses = bnsl.prepare_curve(*bnsl.load_curve(run_dir), transient=args.transient)
+            fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
+            print(f"{name}: analysing zero-sum learning ...")
+            summary = zsl.analyse_run(run_dir, probe_tokens=args.probe_tokens, progress=True)
+            summary["t_d"] = fit["t_d"]  # the fit above, with this report's transient
+            zsl.write_json(os.path.join(run_dir, "zsl.json"), summary)
+            with open(os.path.join(run_dir, "config.json")) as f:
+                params = json.load(f)["non_embedding_params"]
+            D_before, D_after, D_grad_after = interference_around(summary, fit["t_d"])
+            rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
+                                                 "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
+                                                 "b", "c0", "c1", "f1")},
+                         "params": params, "D_before": D_before, "D_after": D_after, "D_grad_after": D_grad_after})
+            summaries.append({**summary, "run_dir": run_dir, "fit": fit})
+    except (train.ConfigError, bnsl.CurveError, zsl.ZSLError) as e:
+        sys.exit(f"reproduce.py: error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("reproduce.py: interrupted; run the same command again to continue")
+
+    bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
+    plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
+    zsl.write_figures(summaries, args.out_dir)
+    verdicts = judge(rows)
+    report = write_report(args.out_dir, args, rows, verdicts)
+    summary = {"args": vars(args), "sizes": rows,
+               "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
+                            for f, rule, holds, numbers in verdicts]}
+    zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
+    print("\n" + report.split("## Per size")[0].strip())
+    print(f"\nreport: {os.path.join(args.out_dir, 'report.md')}")
+
+
+if __name__ == "__main__":
+    main()
