@@ -91,13 +91,14 @@ def mean_of(values):
 
 
 def interference_around(summary, t_d):
-    """Mean D(Δℓ) (probe, one step) well before (step <= t_d/2) and well after (step >= 2 t_d) t_d,
-    and the same for D(∇θℓ) after t_d."""
-    records = summary["loss_interference"]
+    """Mean D(Δℓ) (probe, one step) and mean D(∇θℓ) well before (step <= t_d/2) and well after
+    (step >= 2 t_d) t_d: (D before, D after, D(∇θℓ) before, D(∇θℓ) after)."""
+    records, checkpoints = summary["loss_interference"], summary["gradient_interference"]
     before = mean_of([r["probe"]["D"] for r in records if r["step"] <= t_d / 2])
     after = mean_of([r["probe"]["D"] for r in records if r["step"] >= 2 * t_d])
-    grad_after = mean_of([g["D_grad"] for g in summary["gradient_interference"] if g["step"] >= 2 * t_d])
-    return before, after, grad_after
+    grad_before = mean_of([g["D_grad"] for g in checkpoints if g["step"] <= t_d / 2])
+    grad_after = mean_of([g["D_grad"] for g in checkpoints if g["step"] >= 2 * t_d])
+    return before, after, grad_before, grad_after
 
 
 def judge(rows):
@@ -107,6 +108,7 @@ def judge(rows):
     r_d = [r["r_d"] for r in rows]
     D_before = [r["D_before"] for r in rows]
     D_after = [r["D_after"] for r in rows]
+    G_before = [r["D_grad_before"] for r in rows]
     G_after = [r["D_grad_after"] for r in rows]
     fmt = lambda values, digits=3: ", ".join("n/a" if v is None else f"{v:.{digits}f}" for v in values)
     return [
@@ -123,7 +125,8 @@ def judge(rows):
          all(b is not None and a is not None and b <= 0.5 and a >= 0.8 for b, a in zip(D_before, D_after)),
          f"before {fmt(D_before, 2)}; after {fmt(D_after, 2)}"),
         ("5. D(∇θℓ) is close to 1 after t_d", "mean D(∇θℓ) >= 0.9 at checkpoints >= 2 t_d, every size",
-         all(g is not None and g >= 0.9 for g in G_after), f"D(∇θℓ) after {fmt(G_after)}"),
+         all(g is not None and g >= 0.9 for g in G_after),
+         f"D(∇θℓ) after {fmt(G_after)} (before t_d/2: {fmt(G_before)})"),
     ]
 
 
@@ -159,13 +162,14 @@ def write_report(out_dir, args, rows, verdicts):
              "## Findings", "", "| finding | rule | holds | numbers (smallest to largest) |", "|---|---|---|---|"]
     lines += [f"| {name} | {rule} | {'yes' if holds else '**no**'} | {numbers} |" for name, rule, holds, numbers in verdicts]
     lines += ["", "## Per size", "",
-              "| size | params | t_d | L_d | r_d | RSLE | RSLE power law | final loss | D(Δℓ) before / after | D(∇θℓ) after |",
+              "| size | params | t_d | L_d | r_d | RSLE | RSLE power law | final loss | D(Δℓ) before / after | D(∇θℓ) before / after |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['params']:,} | {r['t_d']:.0f} ± {r['t_d_err']:.0f} | "
                      f"{r['L_d']:.3f} ± {r['L_d_err']:.3f} | {r['r_d']:.4f} ± {r['r_d_err']:.4f} | {r['rsle']:.4f} | "
                      f"{r['rsle_power_law']:.4f} | {r['L_T']:.3f} | {r['D_before'] or float('nan'):.2f} / "
-                     f"{r['D_after'] or float('nan'):.2f} | {r['D_grad_after'] or float('nan'):.3f} |")
+                     f"{r['D_after'] or float('nan'):.2f} | {r['D_grad_before'] or float('nan'):.3f} / "
+                     f"{r['D_grad_after'] or float('nan'):.3f} |")
     lines += ["", "## Figures", "", "![loss curves and BNSL fits](loss_fits.png)", "",
               "![L_d and r_d against model size](scaling.png)", "",
               "![D(Δℓ) and M(Δℓ) against step](zsl_loss.png)", "", "![D(∇θℓ) against step](zsl_grad.png)", "",
@@ -206,11 +210,12 @@ def main(argv=None):
             zsl.write_json(os.path.join(run_dir, "zsl.json"), summary)
             with open(os.path.join(run_dir, "config.json")) as f:
                 params = json.load(f)["non_embedding_params"]
-            D_before, D_after, D_grad_after = interference_around(summary, fit["t_d"])
+            D_before, D_after, D_grad_before, D_grad_after = interference_around(summary, fit["t_d"])
             rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
                                                  "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
                                                  "b", "c0", "c1", "f1")},
-                         "params": params, "D_before": D_before, "D_after": D_after, "D_grad_after": D_grad_after})
+                         "params": params, "D_before": D_before, "D_after": D_after,
+                         "D_grad_before": D_grad_before, "D_grad_after": D_grad_after})
             summaries.append({**summary, "run_dir": run_dir, "fit": fit})
     except (train.ConfigError, bnsl.CurveError, zsl.ZSLError) as e:
         sys.exit(f"reproduce.py: error: {e}")

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def size_row(L_d, r_d, ratio=3.0, supported=True, D_before=0.1, D_after=0.9, D_grad_after=0.95):
     return {"L_d": L_d, "r_d": r_d, "rsle": 0.01, "rsle_power_law": 0.01 * ratio, "supported": supported,
-            "D_before": D_before, "D_after": D_after, "D_grad_after": D_grad_after}
+            "D_before": D_before, "D_after": D_after, "D_grad_before": 0.5, "D_grad_after": D_grad_after}
 
 
 def verdicts(rows):
