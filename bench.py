@@ -114,8 +114,8 @@ def bench_zsl():
     from model import GPT, GPTConfig
 
     print(f"torch threads: {torch.get_num_threads()}")
-    sizes = [("1x64", dict(n_layer=1, n_embd=64)), ("2x64 (train.py default)", dict(n_layer=2, n_embd=64)),
-             ("2x128 (GPTConfig default)", dict(n_layer=2, n_embd=128))]
+    sizes = [("1x64", dict(n_layer=1, n_embd=64)), ("2x64 (the default)", dict(n_layer=2, n_embd=64)),
+             ("2x128", dict(n_layer=2, n_embd=128))]
     for label, size in sizes:
         torch.manual_seed(0)
         model = GPT(GPTConfig(block_size=64, n_head=4, **size)).eval()

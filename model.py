@@ -31,7 +31,7 @@ class GPTConfig:
     block_size: int = 64      # longest context the position embedding covers
     n_layer: int = 2
     n_head: int = 4
-    n_embd: int = 128
+    n_embd: int = 64
     dropout: float = 0.0
     bias: bool = True         # biases in Linear and LayerNorm layers
     attention: str = "sdpa"   # "sdpa" or "explicit" (see module docstring)
