@@ -31,7 +31,6 @@ import json
 import os
 import sys
 
-import numpy as np
 
 import bnsl
 import train
@@ -84,22 +83,6 @@ def train_size(run_dir, n_layer, n_embd, args):
 
 # ---------------------------------------------------------------------------------------------
 # The findings: each a rule on the measured numbers, stated in the report next to its verdict.
-
-def mean_of(values):
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(values)) if values else None
-
-
-def interference_around(summary, t_d):
-    """Mean D(Δℓ) (probe, one step) and mean D(∇θℓ) well before (step <= t_d/2) and well after
-    (step >= 2 t_d) t_d: (D before, D after, D(∇θℓ) before, D(∇θℓ) after)."""
-    records, checkpoints = summary["loss_interference"], summary["gradient_interference"]
-    before = mean_of([r["probe"]["D"] for r in records if r["step"] <= t_d / 2])
-    after = mean_of([r["probe"]["D"] for r in records if r["step"] >= 2 * t_d])
-    grad_before = mean_of([g["D_grad"] for g in checkpoints if g["step"] <= t_d / 2])
-    grad_after = mean_of([g["D_grad"] for g in checkpoints if g["step"] >= 2 * t_d])
-    return before, after, grad_before, grad_after
-
 
 def judge(rows):
     """rows: one dict per size, smallest first. Returns [(finding, rule, holds, numbers)]."""
@@ -210,7 +193,7 @@ def main(argv=None):
             zsl.write_json(os.path.join(run_dir, "zsl.json"), summary)
             with open(os.path.join(run_dir, "config.json")) as f:
                 params = json.load(f)["non_embedding_params"]
-            D_before, D_after, D_grad_before, D_grad_after = interference_around(summary, fit["t_d"])
+            D_before, D_after, D_grad_before, D_grad_after = zsl.around_deceleration(summary, fit["t_d"])
             rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
                                                  "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
                                                  "b", "c0", "c1", "f1")},

@@ -561,6 +561,31 @@ def check_run_dir(run_dir, need_probe):
         load_probe(run_dir)
 
 
+def _mean(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def around_deceleration(summary, t_d):
+    """Mean D(Δℓ) (probe, one step) and mean D(∇θℓ) well before (step <= t_d/2) and well after
+    (step >= 2 t_d) the deceleration: (D before, D after, D(∇θℓ) before, D(∇θℓ) after)."""
+    records, checkpoints = summary["loss_interference"], summary["gradient_interference"]
+    return (_mean([r["probe"]["D"] for r in records if r["step"] <= t_d / 2]),
+            _mean([r["probe"]["D"] for r in records if r["step"] >= 2 * t_d]),
+            _mean([g["D_grad"] for g in checkpoints if g["step"] <= t_d / 2]),
+            _mean([g["D_grad"] for g in checkpoints if g["step"] >= 2 * t_d]))
+
+
+def headline(summary):
+    """One line for people: interference before and after t_d (when bnsl.py found t_d)."""
+    if not summary["t_d"]:
+        return "no t_d (bnsl.py found no deceleration), so no before/after summary"
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
+    D_before, D_after, G_before, G_after = around_deceleration(summary, summary["t_d"])
+    return (f"t_d = {summary['t_d']:.0f}: D(Δℓ) one step on the probe {fmt(D_before)} before t_d/2 -> "
+            f"{fmt(D_after)} after 2 t_d; D(∇θℓ) {fmt(G_before)} -> {fmt(G_after)}")
+
+
 def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, grad=True,
                 update=True, chunk=16, progress=False):
     """Everything zsl.json holds, for one run directory."""
@@ -753,7 +778,7 @@ def main(argv=None):
             if not args.json:
                 print(f"{run_dir}: {len(summary['loss_interference'])} records, "
                       f"{len(summary['gradient_interference'])} checkpoints analysed -> zsl.json, "
-                      + ", ".join(os.path.basename(f) for f in figures))
+                      + ", ".join(os.path.basename(f) for f in figures) + "\n  " + headline(summary))
         if len(summaries) > 1:
             fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
             os.makedirs(fig_dir, exist_ok=True)

@@ -306,3 +306,16 @@ def test_bad_run_dirs_give_one_line_errors_from_the_command_line(run_dir, tmp_pa
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zsl.py: error: "), result.stderr
+
+
+def test_around_deceleration_and_headline_average_the_right_steps():
+    summary = {"t_d": 100.0,
+               "loss_interference": [{"step": s, "probe": {"D": d}} for s, d in
+                                     [(10, 0.1), (50, 0.3), (60, 0.5), (199, 0.7), (200, 0.9), (400, 1.0)]],
+               "gradient_interference": [{"step": 32, "D_grad": 0.8}, {"step": 64, "D_grad": 0.85},
+                                         {"step": 256, "D_grad": 0.95}]}
+    D_before, D_after, G_before, G_after = zsl.around_deceleration(summary, 100.0)
+    assert D_before == pytest.approx(0.2) and D_after == pytest.approx(0.95)   # steps <= 50, >= 200
+    assert G_before == pytest.approx(0.8) and G_after == pytest.approx(0.95)
+    assert "0.20 before" in zsl.headline(summary) and "0.95 after" in zsl.headline(summary)
+    assert "no t_d" in zsl.headline({**summary, "t_d": None})
