@@ -153,6 +153,9 @@ def prepare_curve(steps, losses, smooth=DEFAULT_SMOOTH, subsample=DEFAULT_SUBSAM
         keep = log_subsample_mask(steps)
         steps, losses = steps[keep], losses[keep]
     keep = steps > transient
+    if len(steps) and not keep.any():
+        raise CurveError(f"--transient={transient:g} drops every step (the curve ends at step "
+                         f"{steps[-1]:g}); use a smaller --transient")
     return steps[keep], losses[keep]
 
 

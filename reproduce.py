@@ -31,7 +31,6 @@ import json
 import os
 import sys
 
-
 import bnsl
 import train
 import zsl
@@ -60,24 +59,39 @@ def parse_sizes(text):
     return sizes
 
 
-def run_is_complete(run_dir, max_iters):
-    return os.path.isfile(train.checkpoint_path(run_dir, max_iters))
+# flags that may differ between the run on disk and this command without changing the science
+NOT_SCIENCE = {"out_dir", "resume", "overwrite", "device", "compile", "progress"}
 
 
-def train_size(run_dir, n_layer, n_embd, args):
-    """Train one size (or resume it, or reuse it if it is complete)."""
-    if run_is_complete(run_dir, args.max_iters):
-        print(f"{run_dir}: complete, reused")
-        return
-    n_head = max(1, n_embd // 32)  # heads of width 32
+def size_config(run_dir, n_layer, n_embd, args):
+    """The train.py config of one size, checked (a bad flag fails before any training)."""
     config = train.TrainConfig(
-        out_dir=run_dir, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=args.block_size,
-        batch_size=args.batch_size, max_iters=args.max_iters, learning_rate=learning_rate_for(n_embd, args),
-        warmup_iters=args.warmup_iters, seed=args.seed, device=args.device,
-        resume=train.latest_checkpoint(run_dir) is not None)
+        out_dir=run_dir, n_layer=n_layer, n_head=max(1, n_embd // 32), n_embd=n_embd,  # heads 32 wide
+        block_size=args.block_size, batch_size=args.batch_size, max_iters=args.max_iters,
+        learning_rate=learning_rate_for(n_embd, args), warmup_iters=args.warmup_iters, seed=args.seed,
+        device=args.device)
     train.check_config(config)
-    print(f"training {n_layer} layers x {n_embd} wide -> {run_dir}")
-    if train.train(config, given={"max_iters", "device"}):
+    train.pick_device(args.device)
+    saved_path = os.path.join(run_dir, "config.json")
+    if os.path.isfile(saved_path):  # a run from an earlier call: reuse it only if it is the same experiment
+        with open(saved_path) as f:
+            saved = json.load(f)["train"]
+        for key, value in vars(config).items():
+            if key not in NOT_SCIENCE and saved.get(key) != value:
+                raise train.ConfigError(f"{run_dir} was trained with {key}={saved.get(key)!r}, this command "
+                                        f"asks for {value!r}; use another --out_dir or delete that run")
+        config.resume = train.latest_checkpoint(run_dir) is not None
+        config.overwrite = not config.resume  # a run that died before its first checkpoint starts afresh
+    return config
+
+
+def train_size(config):
+    """Train one size, resume it, or reuse it if it is complete."""
+    if os.path.isfile(train.checkpoint_path(config.out_dir, config.max_iters)):
+        print(f"{config.out_dir}: complete, reused")
+        return
+    print(f"training {config.n_layer} layers x {config.n_embd} wide -> {config.out_dir}")
+    if train.train(config, given={"device"}):
         raise KeyboardInterrupt
 
 
@@ -179,12 +193,18 @@ def main(argv=None):
         sizes = parse_sizes(args.sizes)
         if len(sizes) < 2:
             raise train.ConfigError("--sizes needs at least two sizes to compare")
+        if args.probe_tokens < 1:
+            raise train.ConfigError(f"--probe_tokens must be at least 1, got {args.probe_tokens}")
+        if args.transient < 0:
+            raise train.ConfigError(f"--transient must not be negative, got {args.transient}")
+        names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
+        configs = [size_config(os.path.join(args.out_dir, "runs", name), n_layer, n_embd, args)
+                   for name, (n_layer, n_embd) in zip(names, sizes)]
         os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
         rows, summaries = [], []
-        for n_layer, n_embd in sizes:
-            name = f"{n_layer}x{n_embd}"
-            run_dir = os.path.join(args.out_dir, "runs", name)
-            train_size(run_dir, n_layer, n_embd, args)
+        for name, config in zip(names, configs):
+            run_dir = config.out_dir
+            train_size(config)
             steps, losses = bnsl.prepare_curve(*bnsl.load_curve(run_dir), transient=args.transient)
             fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
             print(f"{name}: analysing zero-sum learning ...")

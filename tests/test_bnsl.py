@@ -239,3 +239,8 @@ def test_table_json_and_plot(curve_csv, tmp_path):
     with open(plot_path, "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(plot_path) > 10000
+
+
+def test_a_transient_that_drops_every_step_is_a_clear_error():
+    with pytest.raises(bnsl.CurveError, match="drops every step"):
+        bnsl.prepare_curve(np.arange(1, 21.0), np.linspace(5, 4, 20), transient=5000)

@@ -70,8 +70,24 @@ def test_tiny_end_to_end_report(tmp_path):
     assert again.returncode == 0 and "complete, reused" in again.stdout
 
 
-def test_bad_sizes_are_a_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), "--sizes=1x32",
+@pytest.mark.parametrize("args, message", [
+    (["--sizes=1x32"], "at least two sizes"),
+    (["--sizes=1x32,big"], "n_layer x n_embd pairs"),
+    (["--max_iters=0"], "--max_iters must be at least 1"),
+    (["--probe_tokens=0"], "--probe_tokens must be at least 1"),
+    (["--device=cuda"], "CUDA is not available"),
+])
+def test_bad_arguments_fail_before_any_training(tmp_path, args, message):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args, f"--out_dir={tmp_path}"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_run_with_other_settings_is_not_silently_reused(tmp_path):
+    run = tmp_path / "runs" / "1x32"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train": {**vars(reproduce.train.TrainConfig()), "seed": 99}}))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), "--sizes=1x32,2x64",
                              f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert result.returncode != 0 and "at least two sizes" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode != 0 and "was trained with" in result.stderr, result.stderr
