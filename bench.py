@@ -75,11 +75,42 @@ def bench_train():
 
 
 def bench_record():
-    """Cost of per-token recording and checkpoints at default settings (a full default run each)."""
-    without = train_run_seconds(record_per_octave=0, ckpt_per_octave=0)
-    with_records = train_run_seconds()
-    print(f"default run: {with_records:.1f} s with records + checkpoints, {without:.1f} s without "
-          f"-> recording costs {100 * (with_records / without - 1):+.1f}% of training time")
+    """
+    Cost of per-token recording and checkpoints at default settings, two ways:
+      direct   the time spent inside the recording functions during one default run
+      A/B      default runs with and without records + checkpoints, alternated, fastest of two each
+               (whole runs differ by a few percent from one to the next on a shared machine)
+    """
+    import collections
+    import train
+    spent = collections.Counter()
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            result = function(*args, **kwargs)
+            spent[name] += time.perf_counter() - start
+            return result
+        return wrapper
+
+    originals = {name: getattr(train, name) for name in ("per_token_losses", "save_npz", "save_checkpoint")}
+    for name, function in originals.items():
+        setattr(train, name, timed(name, function))
+    try:
+        total = train_run_seconds()
+    finally:
+        for name, function in originals.items():
+            setattr(train, name, function)
+    recording = sum(spent.values())
+    print(f"direct: {recording:.2f} s of a {total:.1f} s default run is recording "
+          f"({100 * recording / (total - recording):.1f}% of training time: "
+          + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in spent.items()) + ")")
+    with_records, without = [], []
+    for _ in range(2):
+        without.append(train_run_seconds(record_per_octave=0, ckpt_per_octave=0))
+        with_records.append(train_run_seconds())
+    print(f"A/B: {min(with_records):.1f} s with records + checkpoints, {min(without):.1f} s without "
+          f"-> {100 * (min(with_records) / min(without) - 1):+.1f}%")
 
 
 def bench_bnsl():
