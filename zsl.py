@@ -791,6 +791,9 @@ def main(argv=None):
     except ZSLError as e:
         print(f"zsl.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # zsl.json of the runs already finished is kept; the rest is not written
+        print("zsl.py: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
