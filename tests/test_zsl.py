@@ -1,5 +1,4 @@
 """Tests for zsl.py: the interference metric, exact per-token gradients, the update link, the CLI."""
-import copy
 import json
 import os
 import shutil
