@@ -176,8 +176,7 @@ def help_text():
 def parse_args(argv):
     """Returns (config, the set of keys the user gave explicitly)."""
     config = TrainConfig()
-    kinds = {field.name: field.type for field in dataclasses.fields(TrainConfig)}
-    kinds = {k: {"int": int, "float": float, "bool": bool, "str": str}.get(v, v) for k, v in kinds.items()}
+    kinds = {field.name: field.type for field in dataclasses.fields(TrainConfig)}  # int, float, bool or str
     given = set()
     for arg in argv:
         if arg in ("-h", "--help"):
