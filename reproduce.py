@@ -59,8 +59,9 @@ def parse_sizes(text):
     return sizes
 
 
-# flags that may differ between the run on disk and this command without changing the science
-NOT_SCIENCE = {"out_dir", "resume", "overwrite", "device", "compile", "progress"}
+# flags that may differ between the run on disk and this command without changing the science:
+# those train.py lets a resume change, except the number of steps
+NOT_SCIENCE = train.RESUMABLE_OVERRIDES - {"max_iters"}
 
 
 def size_config(run_dir, n_layer, n_embd, args):
