@@ -22,7 +22,9 @@ What lands in --out_dir (the run directory; bnsl.py and zsl.py read it):
                            at log-spaced steps and at the end (and on Ctrl-C)
 
 Steps count optimizer updates from 1. Every file is written atomically (to a temporary
-name, then renamed), so a crash or Ctrl-C never leaves a half-written file behind.
+name, then renamed), so a crash or Ctrl-C never leaves a half-written file behind. One run per
+directory: a second train.py on it is refused (out_dir/.lock), --overwrite deletes the old run's
+files first, and --resume refuses data whose fingerprint differs from the run's.
 """
 import ast
 import csv
