@@ -407,7 +407,7 @@ def load_newest_checkpoint(out_dir):
                       f"damaged); start afresh with --overwrite")
 
 
-def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng, log_rows, elapsed,
+def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng_states, log_rows, elapsed,
                     data_fingerprint=None):
     state = {
         "model": model.state_dict(),
@@ -418,7 +418,8 @@ def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng, log
         "model_config": dataclasses.asdict(model_config),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "data_rng": data_rng.get_state(),  # the position in the stream of random batches
+        "data_rng": data_rng_states[0],    # the position in the stream of random batches (process 0)
+        "data_rng_all": data_rng_states,   # ... and of every process, by rank
         "log_rows": log_rows,
         "elapsed": elapsed,
         "data_fingerprint": data_fingerprint,  # which data the run trained on (prepare.fingerprint)
@@ -454,13 +455,29 @@ RUN_FILES = {".": r"(config\.json|log\.csv|probe\.npz|zsl[\w.-]*\.(json|png))", 
              "checkpoints": r"step_\d+\.pt"}
 
 
-def run_files(out_dir):
-    """Paths of the run's files in out_dir, checkpoints first and config.json last; never the user's own files."""
+def written_by_train(path):
+    """config.json and log.csv are common names: only train.py's own (by content) belong to a run."""
+    try:
+        if os.path.basename(path) == "config.json":
+            with open(path, encoding="utf-8") as f:
+                return {"train", "model"} <= set(json.load(f))
+        if os.path.basename(path) == "log.csv":
+            with open(path, encoding="utf-8") as f:
+                return f.readline().startswith("step,loss")
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def run_files(out_dir, ours=True):
+    """Paths of the run's files in out_dir, checkpoints first and config.json last; never the user's own
+    files (with ours=False: the user's files that carry a run file's name)."""
     found = []
     for folder in ("checkpoints", "records", "."):
         path = os.path.join(out_dir, folder)
         names = sorted(os.listdir(path)) if os.path.isdir(path) else []
-        found += [os.path.join(path, n) for n in names if re.fullmatch(RUN_FILES[folder] + r"(\.tmp\d*)?", n)]
+        found += [os.path.join(path, n) for n in names if re.fullmatch(RUN_FILES[folder] + r"(\.tmp\d*)?", n)
+                  and written_by_train(os.path.join(path, n)) == ours]
     return sorted(found, key=lambda p: p.endswith("config.json"))
 
 
@@ -496,8 +513,15 @@ def lock_run_dir(out_dir):
 
 
 def refuse_to_mix(c):
-    """A fresh start must not land on top of an old run unless --overwrite says to delete it."""
-    if os.path.isdir(c.out_dir) and run_files(c.out_dir) and not c.overwrite:
+    """A fresh start must not land on top of an old run unless --overwrite says to delete it, nor ever
+    replace a file of the user's that happens to be called config.json or log.csv."""
+    if not os.path.isdir(c.out_dir):
+        return
+    foreign = run_files(c.out_dir, ours=False)
+    if foreign:
+        raise ConfigError(f"{c.out_dir!r} holds {os.path.basename(foreign[0])}, which train.py did not write and "
+                          f"would replace; pick another --out_dir")
+    if run_files(c.out_dir) and not c.overwrite:
         raise ConfigError(f"{c.out_dir!r} already holds a run; continue it with --resume, "
                           f"start afresh with --overwrite (deletes it), or pick another --out_dir")
 
@@ -626,7 +650,14 @@ def run(c, given, stop_requested, held_locks):
         check_same_data(ckpt, data_meta, model_config, c)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        data_rng.set_state(ckpt["data_rng"])
+        saved_states = ckpt.get("data_rng_all", [ckpt["data_rng"]])
+        if rank < len(saved_states):
+            data_rng.set_state(saved_states[rank])
+        else:  # a process the run did not have: a fresh stream, not a replay of the first steps' batches
+            data_rng.manual_seed(c.seed + 1_000_003 * ckpt["step"] + rank)
+        if world != len(saved_states) and is_master:
+            print(f"warning: resuming with {world} processes where the run had {len(saved_states)}: "
+                  f"the batches from here on differ from an uninterrupted run", file=sys.stderr)
         torch.set_rng_state(ckpt["torch_rng"])
         if device_type == "cuda" and ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
@@ -662,9 +693,9 @@ def run(c, given, stop_requested, held_locks):
                      update_x=update_x.numpy(), update_y=update_y.numpy())
     tokens_per_step = c.batch_size * c.grad_accum * c.block_size * world
 
-    def save(step):
+    def save(step, data_rng_states):
         save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
-                        data_rng, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
+                        data_rng_states, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
         write_log(log_path, log_rows)
 
     # -- the loop: one optimizer update per step --------------------------------------------------
@@ -723,11 +754,15 @@ def run(c, given, stop_requested, held_locks):
                      probe_before=probe_before,
                      probe_after=per_token_losses(raw_model, probe_x, probe_y, device, autocast),
                      step=np.int64(step), lr=np.float64(lr))
+        if step in ckpt_steps or stop:  # every process's position in its batches (all of them take part)
+            data_rng_states = [data_rng.get_state()] * world
+            if ddp:
+                dist.all_gather_object(data_rng_states, data_rng.get_state())
         if is_master:
             log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", step * tokens_per_step, f"{elapsed:.3f}"))
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - t0):,.0f}", refresh=False)
             if step in ckpt_steps or stop:
-                save(step)
+                save(step, data_rng_states)
             elif time.time() - last_flush > 2.0:  # keep log.csv fresh for a run in progress
                 write_log(log_path, log_rows)
                 last_flush = time.time()
@@ -755,6 +790,11 @@ def main(argv=None):
         sys.exit(f"train.py: error: {e}")
     except OSError as e:  # a full disk, a directory that vanished, ...: every file written so far is whole
         sys.exit(f"train.py: error: {e.strerror or e} ({e.filename}); free space or fix the path and --resume")
+    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
+        if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
+            raise
+        sys.exit(f"train.py: error: out of memory ({str(e).strip().splitlines()[0][:120]}); use a smaller "
+                 f"--batch_size, --n_embd or --n_layer")
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
         sys.exit("train.py: aborted")
     if interrupted:

@@ -383,3 +383,15 @@ def test_home_is_expanded_in_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     config, _ = train.parse_args(["--out_dir=~/runs/a", "--dataset=~/data/x"])
     assert config.out_dir == str(tmp_path / "runs" / "a") and config.dataset == str(tmp_path / "data" / "x")
+
+
+
+def test_a_users_own_config_json_is_never_replaced(dataset, tmp_path):
+    project = tmp_path / "project"  # say, --out_dir=. in a project folder
+    project.mkdir()
+    write(str(project / "config.json"), '{"editor": "vim"}')
+    write(str(project / "log.csv"), "date,entry\n")
+    for extra in ([], ["--overwrite"]):
+        message = train_main(*TINY, f"--dataset={dataset}", f"--out_dir={project}", "--max_iters=2", *extra)
+        assert "which train.py did not write" in message and "pick another --out_dir" in message
+    assert open(project / "config.json").read() == '{"editor": "vim"}'
