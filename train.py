@@ -329,6 +329,9 @@ def load_data(c, is_master):
         if len(split) < c.block_size + 2:
             raise ConfigError(f"the {name} split of {data_dir} has {len(split)} tokens, too few for one sequence "
                               f"of --block_size={c.block_size}; use more text or a smaller --block_size")
+    if len(val) - c.block_size < c.n_probe + c.batch_size:  # else the probe and the update batch repeat windows
+        raise ConfigError(f"the val split of {data_dir} has {len(val)} tokens, too few for --n_probe + --batch_size "
+                          f"= {c.n_probe + c.batch_size} distinct held-out windows; use more text or smaller values")
     return train, val, dict(meta, fingerprint=prepare.fingerprint(data_dir))
 
 

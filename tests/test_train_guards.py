@@ -120,7 +120,8 @@ def edit_newest_checkpoint(run_dir, change):
 
 
 def fresh(data, tmp, *extra):
-    return [*TINY, f"--dataset={data}", f"--out_dir={tmp / 'new'}", *extra]
+    """A new run (3 steps, should a row's error ever be missed) in tmp/new, which must never appear."""
+    return [*TINY, "--max_iters=3", f"--dataset={data}", f"--out_dir={tmp / 'new'}", *extra]
 
 
 def only_a_stray_checkpoint(run_dir, data, tmp):
@@ -149,7 +150,7 @@ def overwrite_with(damage):
     """Damage the dataset, then ask to start afresh over the run: the old run must survive the error."""
     def setup(run_dir, data, tmp):
         damage(data)
-        return [*TINY, f"--dataset={data}", f"--out_dir={run_dir}", "--overwrite"]
+        return [*TINY, "--max_iters=3", f"--dataset={data}", f"--out_dir={run_dir}", "--overwrite"]
     return setup
 
 
@@ -228,6 +229,8 @@ BAD_INPUTS = {
                                            ["val.bin holds", "meta.json says 5", "rebuild it"]),
     "sequence longer than the data": (lambda r, d, t: fresh(d, t, "--block_size=100000"),
                                       ["too few for one sequence", "smaller --block_size"]),
+    "more held-out windows than the data has": (lambda r, d, t: fresh(d, t, "--block_size=1320", "--n_probe=64"),
+                                                 ["too few for --n_probe + --batch_size = 72 distinct", "smaller"]),
 }
 
 
