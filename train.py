@@ -22,7 +22,9 @@ What lands in --out_dir (the run directory; bnsl.py and zsl.py read it):
                            at log-spaced steps and at the end (and on Ctrl-C)
 
 Steps count optimizer updates from 1. Every file is written atomically (to a temporary
-name, then renamed), so a crash or Ctrl-C never leaves a half-written file behind.
+name, then renamed), so a crash or Ctrl-C never leaves a half-written file behind. One run per
+directory: a second train.py on it is refused (out_dir/.lock), --overwrite deletes the old run's
+files first, and --resume refuses data whose fingerprint differs from the run's.
 """
 import ast
 import csv
@@ -32,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -45,6 +48,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from model import GPT, GPTConfig
+
+try:
+    import fcntl  # the run directory's lock (POSIX); on Windows runs are not locked
+except ImportError:
+    fcntl = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "data"))
@@ -120,10 +128,17 @@ def parse_value(key, text, kind):
 
 def read_config_file(path):
     """A preset: a JSON object, or a .py file of plain `key = literal` lines (read, never executed)."""
+    path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} does not exist")
-    with open(path) as f:
-        text = f.read()
+        raise ConfigError(f"config file {path!r} does not exist" if not os.path.exists(path) else
+                          f"config file {path!r} is not a file; give a .py or .json preset")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path!r} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8")
+    except OSError as e:
+        raise ConfigError(f"config file {path!r} cannot be read ({e.strerror}); check its permissions")
     if path.endswith(".json"):
         try:
             values = json.loads(text)
@@ -144,8 +159,9 @@ def read_config_file(path):
             raise ConfigError(f"config file {path!r} line {node.lineno}: only `key = value` lines are allowed")
         try:
             values[node.targets[0].id] = ast.literal_eval(node.value)
-        except ValueError:
-            raise ConfigError(f"config file {path!r} line {node.lineno}: the value must be a literal")
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            raise ConfigError(f"config file {path!r} line {node.lineno}: the value must be a literal "
+                              f"(a number, a string, true/false)")
     return values
 
 
@@ -194,6 +210,7 @@ def parse_args(argv):
             value = "true"  # a bare --resume means --resume=true
         apply_setting(config, key, value, kinds)
         given.add(key)
+    config.out_dir, config.dataset = os.path.expanduser(config.out_dir), os.path.expanduser(config.dataset)  # ~/runs
     check_config(config)
     return config, given
 
@@ -216,6 +233,35 @@ def check_config(c):
     for key, allowed in CHOICES.items():
         if getattr(c, key) not in allowed:
             raise ConfigError(f"--{key} must be one of {', '.join(allowed)}, got {getattr(c, key)!r}")
+    check_optimizer_and_system(c)
+
+
+def check_optimizer_and_system(c):
+    """The ranges torch would otherwise reject with a traceback, or accept and silently misuse."""
+    for field in dataclasses.fields(c):
+        if field.type is float and not math.isfinite(getattr(c, field.name)):
+            raise ConfigError(f"--{field.name} must be a finite number, got {getattr(c, field.name)}")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(c, key) < 1.0:
+            raise ConfigError(f"--{key} must be in [0, 1), got {getattr(c, key)} (AdamW's default: 0.9, 0.95)")
+    if not c.adam_eps > 0:
+        raise ConfigError(f"--adam_eps must be positive, got {c.adam_eps} (the paper's: 1e-5)")
+    for key in ("weight_decay", "grad_clip"):
+        if getattr(c, key) < 0:
+            raise ConfigError(f"--{key} must not be negative, got {getattr(c, key)} (0 turns it off)")
+    if not 0.0 <= c.min_lr <= c.learning_rate:
+        # below 0 the decay would end in gradient ascent; above the peak it would be a warm-up, not a decay
+        raise ConfigError(f"--min_lr must be between 0 and --learning_rate ({c.learning_rate}), got {c.min_lr}")
+    if not 0 <= c.seed < 2 ** 63:
+        raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {c.seed}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c.device):
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {c.device!r}")
+    for key in ("out_dir", "dataset"):
+        if not getattr(c, key).strip():
+            raise ConfigError(f"--{key} must not be empty; give a directory name such as --{key}="
+                              f"{getattr(TrainConfig, key)}")
+    if c.resume and c.overwrite:
+        raise ConfigError("--resume continues the run in out_dir and --overwrite deletes it; give only one")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,6 +275,7 @@ def lr_at(step, c):
     if c.lr_schedule == "constant":
         return c.learning_rate
     progress = (step - c.warmup_iters - 1) / max(1, c.max_iters - c.warmup_iters - 1)  # 0 -> 1 after warm-up
+    progress = min(progress, 1.0)  # past max_iters (the last checkpoint's "next" LR) the decay has ended: min_lr
     if c.lr_schedule == "cosine":
         return c.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (c.learning_rate - c.min_lr)
     return c.learning_rate - progress * (c.learning_rate - c.min_lr)  # linear
@@ -282,7 +329,10 @@ def load_data(c, is_master):
         if len(split) < c.block_size + 2:
             raise ConfigError(f"the {name} split of {data_dir} has {len(split)} tokens, too few for one sequence "
                               f"of --block_size={c.block_size}; use more text or a smaller --block_size")
-    return train, val, meta
+    if len(val) - c.block_size < c.n_probe + c.batch_size:  # else the probe and the update batch repeat windows
+        raise ConfigError(f"the val split of {data_dir} has {len(val)} tokens, too few for --n_probe + --batch_size "
+                          f"= {c.n_probe + c.batch_size} distinct held-out windows; use more text or smaller values")
+    return train, val, dict(meta, fingerprint=prepare.fingerprint(data_dir))
 
 
 def windows(tokens, starts, block_size):
@@ -318,14 +368,50 @@ def checkpoint_path(out_dir, step):
     return os.path.join(out_dir, "checkpoints", f"step_{step:06d}.pt")
 
 
-def latest_checkpoint(out_dir):
+def checkpoint_steps(out_dir):
+    """Steps of out_dir's checkpoints, ascending by number (not by name: step_1000000 sorts after
+    step_999999). Only names checkpoint_path writes count; a stray step_best.pt or a copy is ignored."""
     folder = os.path.join(out_dir, "checkpoints")
-    names = sorted(n for n in os.listdir(folder) if n.startswith("step_") and n.endswith(".pt")) \
-        if os.path.isdir(folder) else []
-    return os.path.join(folder, names[-1]) if names else None
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    steps = [int(name[5:-3]) for name in names if re.fullmatch(r"step_\d+\.pt", name)]
+    return sorted(s for s in set(steps) if os.path.isfile(checkpoint_path(out_dir, s)))  # step_64.pt: not ours
 
 
-def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng, log_rows, elapsed):
+def latest_checkpoint(out_dir):
+    """Path of the checkpoint with the highest step, or None."""
+    steps = checkpoint_steps(out_dir)
+    return checkpoint_path(out_dir, steps[-1]) if steps else None
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "lr", "train_config", "model_config", "torch_rng", "data_rng",
+                   "log_rows", "elapsed")
+
+
+def load_newest_checkpoint(out_dir):
+    """The newest checkpoint that loads. A damaged one (truncated, empty, from elsewhere) is reported and
+    left in place for the user to inspect, and the one before it is used."""
+    steps = checkpoint_steps(out_dir)
+    if not steps:
+        raise ConfigError(f"nothing to resume: no checkpoint in {os.path.join(out_dir, 'checkpoints')!r}; "
+                          f"start afresh with --overwrite")
+    for step in reversed(steps):
+        path = checkpoint_path(out_dir, step)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            problem = (None if isinstance(ckpt, dict) and all(k in ckpt for k in CHECKPOINT_KEYS) and ckpt["step"] == step
+                       else "not a train.py checkpoint of that step")
+        except Exception as e:  # truncated, empty, not a torch file, ...
+            problem = f"{type(e).__name__}: {str(e)[:60] or 'unreadable'}"  # e.g. a truncated zip archive
+        if problem is None:
+            return ckpt
+        print(f"warning: {path} is damaged ({problem}); left in place, trying the checkpoint before it",
+              file=sys.stderr)
+    raise ConfigError(f"no readable checkpoint in {os.path.join(out_dir, 'checkpoints')!r} (all {len(steps)} are "
+                      f"damaged); start afresh with --overwrite")
+
+
+def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng_states, log_rows, elapsed,
+                    data_fingerprint=None):
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -335,9 +421,11 @@ def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng, log
         "model_config": dataclasses.asdict(model_config),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "data_rng": data_rng.get_state(),  # the position in the stream of random batches
+        "data_rng": data_rng_states[0],    # the position in the stream of random batches (process 0)
+        "data_rng_all": data_rng_states,   # ... and of every process, by rank
         "log_rows": log_rows,
         "elapsed": elapsed,
+        "data_fingerprint": data_fingerprint,  # which data the run trained on (prepare.fingerprint)
     }
     atomic_write(path, lambda f: torch.save(state, f))
 
@@ -349,6 +437,9 @@ def pick_device(name):
     if name != "auto":
         if name.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"--device={name} but CUDA is not available; use --device=cpu or auto")
+        if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+            raise ConfigError(f"--device={name} but there are {torch.cuda.device_count()} CUDA devices; "
+                              f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         if name == "mps" and not torch.backends.mps.is_available():
             raise ConfigError("--device=mps but MPS is not available; use --device=cpu or auto")
         return name
@@ -357,30 +448,180 @@ def pick_device(name):
     return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
+# ----------------------------------------------------------------------------------------------
+# The run directory: one run per directory, one writer at a time, nothing of an old run left behind.
+
+LOCK_NAME = ".lock"  # held (flock) by the train.py writing the run; the OS releases it when the process ends
+# every file of a run that train.py, bnsl.py or zsl.py reads or writes (with atomic_write's temporaries):
+# --overwrite deletes exactly these, and any of them means "out_dir holds a run"
+RUN_FILES = {".": r"(config\.json|log\.csv|probe\.npz|zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
+             "checkpoints": r"step_\d+\.pt"}
+
+
+def written_by_train(path):
+    """config.json and log.csv are common names: only train.py's own (by content) belong to a run."""
+    try:
+        if os.path.basename(path) == "config.json":
+            with open(path, encoding="utf-8") as f:
+                return {"train", "model"} <= set(json.load(f))
+        if os.path.basename(path) == "log.csv":
+            with open(path, encoding="utf-8") as f:
+                return f.readline().startswith("step,loss")
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def run_files(out_dir, ours=True):
+    """Paths of the run's files in out_dir, checkpoints first and config.json last; never the user's own
+    files (with ours=False: the user's files that carry a run file's name)."""
+    found = []
+    for folder in ("checkpoints", "records", "."):
+        path = os.path.join(out_dir, folder)
+        names = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        found += [os.path.join(path, n) for n in names if re.fullmatch(RUN_FILES[folder] + r"(\.tmp\d*)?", n)
+                  and written_by_train(os.path.join(path, n)) == ours]
+    return sorted(found, key=lambda p: p.endswith("config.json"))
+
+
+def check_out_dir(out_dir):
+    """out_dir must be a directory, or creatable as one (nothing is created here)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"--out_dir {out_dir!r} is a file, not a directory; pick another --out_dir")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create --out_dir {out_dir!r}: {parent!r} is "
+                          f"{'a file' if not os.path.isdir(parent) else 'not writable'}; pick another --out_dir")
+
+
+def lock_run_dir(out_dir):
+    """Create out_dir if needed and hold an exclusive lock on out_dir/.lock; returns the open lock file
+    (closing it releases the lock). The OS drops a flock when its process ends, even on kill -9, so a
+    crash never leaves the directory locked."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        lock = open(os.path.join(out_dir, LOCK_NAME), "a")
+    except OSError as e:
+        raise ConfigError(f"cannot create --out_dir {out_dir!r} ({e.strerror}); pick another --out_dir")
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigError(f"{out_dir!r} is in use by another train.py; wait for it to finish, "
+                              f"or pick another --out_dir")
+    return lock
+
+
+def refuse_to_mix(c):
+    """A fresh start must not land on top of an old run unless --overwrite says to delete it, nor ever
+    replace a file of the user's that happens to be called config.json or log.csv."""
+    if not os.path.isdir(c.out_dir):
+        return
+    foreign = run_files(c.out_dir, ours=False)
+    if foreign:
+        raise ConfigError(f"{c.out_dir!r} holds {os.path.basename(foreign[0])}, which train.py did not write and "
+                          f"would replace; pick another --out_dir")
+    if run_files(c.out_dir) and not c.overwrite:
+        raise ConfigError(f"{c.out_dir!r} already holds a run; continue it with --resume, "
+                          f"start afresh with --overwrite (deletes it), or pick another --out_dir")
+
+
 def prepare_run_dir(c, given):
-    """Check out_dir against --resume / --overwrite; on resume, the saved flags come back."""
-    has_run = os.path.isfile(os.path.join(c.out_dir, "config.json"))
+    """Check out_dir against --resume / --overwrite (writing nothing); on resume, the saved flags come back."""
+    check_out_dir(c.out_dir)
     if not c.resume:
-        if has_run and not c.overwrite:
-            raise ConfigError(f"{c.out_dir!r} already holds a run; continue it with --resume, "
-                              f"start afresh with --overwrite, or pick another --out_dir")
+        refuse_to_mix(c)
         return c, None
-    ckpt_path = latest_checkpoint(c.out_dir)
-    if ckpt_path is None:
-        raise ConfigError(f"nothing to resume: no checkpoint in {os.path.join(c.out_dir, 'checkpoints')!r}")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    saved = TrainConfig(**ckpt["train_config"])
+    ckpt = load_newest_checkpoint(c.out_dir)
+    try:
+        saved = TrainConfig(**ckpt["train_config"])
+    except TypeError as e:
+        raise ConfigError(f"the checkpoint of step {ckpt['step']} was written by another version of train.py "
+                          f"({e}); resume it with that version or start afresh with --overwrite")
     for key in given - RESUMABLE_OVERRIDES:
         if getattr(c, key) != getattr(saved, key):
             raise ConfigError(f"cannot change --{key} when resuming (the run used {getattr(saved, key)!r})")
     for key in given & RESUMABLE_OVERRIDES:
         setattr(saved, key, getattr(c, key))
+    saved.out_dir = c.out_dir  # the directory the checkpoint came from, even if the run was moved
+    saved.resume, saved.overwrite = True, False  # (the run may have been started with --overwrite)
     if saved.max_iters < ckpt["step"]:
         raise ConfigError(f"--max_iters={saved.max_iters} is below the checkpoint's step {ckpt['step']}")
+    planned = ckpt["train_config"]["max_iters"]
+    if saved.max_iters != planned and saved.lr_schedule != "constant":
+        # a decay is laid out over max_iters: another max_iters would change the LR of every remaining step
+        # (raising it would restart a finished decay from high up), so a decayed run cannot be extended
+        raise ConfigError(f"cannot change --max_iters when resuming a --lr_schedule={saved.lr_schedule} run: its "
+                          f"decay is laid out over max_iters={planned}; train a new run with the new --max_iters")
+    check_config(saved)
     return saved, ckpt
 
 
+def clear_old_run(out_dir):
+    """--overwrite: delete the old run's files (run_files: checkpoints first, config.json last, so a crash
+    halfway still leaves a run that a plain rerun refuses). The user's own files stay."""
+    old = run_files(out_dir)
+    for path in old:
+        os.remove(path)
+    kept = sorted(set(os.listdir(out_dir)) - {"records", "checkpoints", LOCK_NAME})
+    if old:
+        print(f"--overwrite: deleted the old run in {out_dir} ({len(old)} files)"
+              + (f"; kept {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} (not written by train.py or zsl.py)"
+                 if kept else ""))
+
+
+def drop_records_after(out_dir, step):
+    """On resume: records past the checkpoint's step come from the abandoned continuation (a crash or
+    kill -9 after the checkpoint); the resumed run writes its own."""
+    folder = os.path.join(out_dir, "records")
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if re.fullmatch(r"step_\d+\.npz", name) and int(name[5:-4]) > step:
+            os.remove(os.path.join(folder, name))
+
+
+def check_same_data(ckpt, data_meta, model_config, c):
+    """A resumed run must continue on the data it trained on (a rebuilt dataset has another fingerprint)."""
+    then, now = ckpt.get("data_fingerprint"), data_meta["fingerprint"]
+    if then is None:
+        print(f"warning: this run predates dataset fingerprints; cannot check that {c.dataset!r} is unchanged",
+              file=sys.stderr)
+    elif then != now:
+        raise ConfigError(f"the dataset {c.dataset!r} changed since this run trained on it (fingerprint {then}, "
+                          f"now {now}); restore that data, or start afresh with --overwrite")
+    if ckpt["model_config"] != dataclasses.asdict(model_config):
+        raise ConfigError(f"the checkpoint's model {ckpt['model_config']} does not match this data and flags "
+                          f"({dataclasses.asdict(model_config)}); start afresh with --overwrite")
+
+
 def train(c, given=frozenset()):
+    """Train (or resume) one run in c.out_dir. Returns 0 when it reached max_iters, or the signal (SIGINT:
+    Ctrl-C; SIGTERM: what a cluster scheduler sends) that stopped it after the current step was saved."""
+    stop_requested = []  # signals received; the loop stops after the current step (a second one aborts at once)
+
+    def on_signal(signum, frame):
+        if stop_requested:
+            raise KeyboardInterrupt
+        stop_requested.append(signum)
+
+    previous_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    held_locks = []  # the run directory's lock, once taken; released however the run ends
+    try:
+        run(c, given, stop_requested, held_locks)
+    finally:
+        for lock in held_locks:
+            lock.close()
+        for s, handler in previous_handlers.items():
+            signal.signal(s, handler)
+    return stop_requested[0] if stop_requested else 0
+
+
+def run(c, given, stop_requested, held_locks):
+    """train()'s body: every check first, then the run directory, then the loop."""
+    if int(os.environ.get("RANK", 0)) == 0 and os.path.isdir(c.out_dir):
+        held_locks.append(lock_run_dir(c.out_dir))  # before reading the run: no other writer changes it now
     c, ckpt = prepare_run_dir(c, given)
 
     # -- processes: one, or several under torchrun (DDP) ----------------------------------------
@@ -409,9 +650,17 @@ def train(c, given=frozenset()):
     data_rng = torch.Generator().manual_seed(c.seed + rank)  # each process draws its own batches
     log_rows, elapsed, start_step = [], 0.0, 1
     if ckpt is not None:
+        check_same_data(ckpt, data_meta, model_config, c)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        data_rng.set_state(ckpt["data_rng"])
+        saved_states = ckpt.get("data_rng_all", [ckpt["data_rng"]])
+        if rank < len(saved_states):
+            data_rng.set_state(saved_states[rank])
+        else:  # a process the run did not have: a fresh stream, not a replay of the first steps' batches
+            data_rng.manual_seed(c.seed + 1_000_003 * ckpt["step"] + rank)
+        if world != len(saved_states) and is_master:
+            print(f"warning: resuming with {world} processes where the run had {len(saved_states)}: "
+                  f"the batches from here on differ from an uninterrupted run", file=sys.stderr)
         torch.set_rng_state(ckpt["torch_rng"])
         if device_type == "cuda" and ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
@@ -426,31 +675,31 @@ def train(c, given=frozenset()):
     probe_x, probe_y, update_x, update_y = fixed_heldout_sets(val_tokens, c)
     record_steps = log_spaced_steps(c.max_iters, c.record_per_octave) if c.record_per_octave else set()
     ckpt_steps = log_spaced_steps(c.max_iters, c.ckpt_per_octave)
-    if is_master:
+    log_path = os.path.join(c.out_dir, "log.csv")
+    if is_master:  # every check has passed: only now is anything written
+        if not held_locks:  # a new out_dir: created here
+            held_locks.append(lock_run_dir(c.out_dir))
+            refuse_to_mix(c)  # another process may have started a run in it meanwhile
+        if ckpt is None:
+            clear_old_run(c.out_dir)  # --overwrite (refuse_to_mix let it through)
+        else:
+            drop_records_after(c.out_dir, ckpt["step"])
+            write_log(log_path, log_rows)
         os.makedirs(os.path.join(c.out_dir, "records"), exist_ok=True)
         os.makedirs(os.path.join(c.out_dir, "checkpoints"), exist_ok=True)
         info = {"train": dataclasses.asdict(c), "model": dataclasses.asdict(model_config), "data": data_meta,
-                "world_size": world, "device": device, "non_embedding_params": raw_model.num_params()}
+                "data_fingerprint": data_meta["fingerprint"], "world_size": world, "device": device,
+                "non_embedding_params": raw_model.num_params()}
         atomic_write(os.path.join(c.out_dir, "config.json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
-        save_npz(os.path.join(c.out_dir, "probe.npz"), x=probe_x.numpy(), y=probe_y.numpy(),
-                 update_x=update_x.numpy(), update_y=update_y.numpy())
-    log_path = os.path.join(c.out_dir, "log.csv")
+        if ckpt is None or not os.path.isfile(os.path.join(c.out_dir, "probe.npz")):  # same data: same probe
+            save_npz(os.path.join(c.out_dir, "probe.npz"), x=probe_x.numpy(), y=probe_y.numpy(),
+                     update_x=update_x.numpy(), update_y=update_y.numpy())
     tokens_per_step = c.batch_size * c.grad_accum * c.block_size * world
 
-    def save(step):
+    def save(step, data_rng_states):
         save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
-                        data_rng, log_rows, elapsed)
+                        data_rng_states, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
         write_log(log_path, log_rows)
-
-    # Ctrl-C asks the loop to stop after the current step (a second Ctrl-C aborts at once)
-    stop_requested = []
-
-    def on_interrupt(signum, frame):
-        if stop_requested:
-            raise KeyboardInterrupt
-        stop_requested.append(signum)
-
-    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
 
     # -- the loop: one optimizer update per step --------------------------------------------------
     bar = tqdm(range(start_step, c.max_iters + 1), initial=start_step - 1, total=c.max_iters,
@@ -491,9 +740,13 @@ def train(c, given=frozenset()):
         if ddp:
             dist.all_reduce(status)
         loss, stop = status[0].item() / world, status[1].item() > 0
-        if not math.isfinite(loss):
-            raise ConfigError(f"the loss became {loss} at step {step}; try a smaller --learning_rate")
         elapsed += time.perf_counter() - t0
+        if not math.isfinite(loss):  # diverged: the log up to this step shows the blow-up
+            if is_master:
+                log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", step * tokens_per_step, f"{elapsed:.3f}"))
+                write_log(log_path, log_rows)
+            raise ConfigError(f"the loss became {loss} at step {step} (log.csv holds every step up to it); "
+                              f"start afresh with a smaller --learning_rate and --overwrite")
 
         if recording:
             if c.dropout == 0:  # the training forward's own per-token losses are the "before" losses
@@ -504,29 +757,32 @@ def train(c, given=frozenset()):
                      probe_before=probe_before,
                      probe_after=per_token_losses(raw_model, probe_x, probe_y, device, autocast),
                      step=np.int64(step), lr=np.float64(lr))
+        if step in ckpt_steps or stop:  # every process's position in its batches (all of them take part)
+            data_rng_states = [data_rng.get_state()] * world
+            if ddp:
+                dist.all_gather_object(data_rng_states, data_rng.get_state())
         if is_master:
             log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", step * tokens_per_step, f"{elapsed:.3f}"))
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - t0):,.0f}", refresh=False)
             if step in ckpt_steps or stop:
-                save(step)
+                save(step, data_rng_states)
             elif time.time() - last_flush > 2.0:  # keep log.csv fresh for a run in progress
                 write_log(log_path, log_rows)
                 last_flush = time.time()
         if stop:
             bar.close()
             if is_master:
-                print(f"interrupted: saved step {step} to {checkpoint_path(c.out_dir, step)}; "
+                cause = signal.Signals(stop_requested[0]).name if stop_requested else "another process stopped"
+                print(f"interrupted ({cause}): saved step {step} to {checkpoint_path(c.out_dir, step)}; "
                       f"continue with: python train.py --out_dir={c.out_dir} --resume", file=sys.stderr)
             break
     bar.close()
-    signal.signal(signal.SIGINT, previous_handler)
     if is_master and not stop_requested:
         write_log(log_path, log_rows)
         print(f"done: {len(log_rows)} steps, final loss {float(log_rows[-1][1]):.4f}, "
               f"{elapsed:.1f} s of training; run directory: {c.out_dir}")
     if ddp:
         dist.destroy_process_group()
-    return bool(stop_requested)
 
 
 def main(argv=None):
@@ -535,10 +791,17 @@ def main(argv=None):
         interrupted = train(config, given)
     except ConfigError as e:
         sys.exit(f"train.py: error: {e}")
+    except OSError as e:  # a full disk, a directory that vanished, ...: every file written so far is whole
+        sys.exit(f"train.py: error: {e.strerror or e} ({e.filename}); free space or fix the path and --resume")
+    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
+        if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
+            raise
+        sys.exit(f"train.py: error: out of memory ({str(e).strip().splitlines()[0][:120]}); use a smaller "
+                 f"--batch_size, --n_embd or --n_layer")
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
         sys.exit("train.py: aborted")
     if interrupted:
-        sys.exit(130)
+        sys.exit(128 + interrupted)  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
 
 
 if __name__ == "__main__":

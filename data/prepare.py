@@ -4,6 +4,7 @@ Build a token dataset with no download at all.
     python data/prepare.py                            # default: data/stdlib/ from Python's own source
     python data/prepare.py --input my.txt --name my   # data/my/ from any UTF-8 text file
     python data/prepare.py --input my.txt --level=char
+    python data/prepare.py --input my.txt --overwrite # replace an existing data/my/
 
 The default dataset is real text that every machine with Python already has: the
 source files of the Python standard library (site-packages excluded), read as
@@ -16,10 +17,13 @@ A custom file is split 90% / 10% (the first 90% trains). With --level=char the
 vocabulary is the file's distinct characters instead of bytes.
 
 Each dataset directory holds:
-    train.bin, val.bin   token ids, flat numpy arrays (uint8 or uint16, see meta.json)
+    train.bin, val.bin   token ids, flat numpy arrays (uint8, uint16 or uint32, see meta.json)
     meta.json            vocab_size, dtype, level, source, token counts (and chars, for --level=char)
+
+An existing dataset is never replaced silently: the command refuses unless --overwrite.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -35,16 +39,26 @@ class DataError(Exception):
     """Bad input: reported to the user as one line, without a traceback."""
 
 
+DATASET_FILES = ("train.bin", "val.bin", "meta.json")
+
+
+def token_dtype(vocab_size):
+    """The smallest unsigned type that holds every token id (< vocab_size): no id wraps around."""
+    return np.uint8 if vocab_size <= 2 ** 8 else np.uint16 if vocab_size <= 2 ** 16 else np.uint32
+
+
 def write_dataset(out_dir, train_ids, val_ids, meta):
     """Write train.bin, val.bin and meta.json; each file appears atomically (tmp + rename)."""
     os.makedirs(out_dir, exist_ok=True)
-    dtype = np.uint8 if meta["vocab_size"] <= 256 else np.uint16
+    dtype = token_dtype(meta["vocab_size"])
     meta = dict(meta, dtype=np.dtype(dtype).name, train_tokens=len(train_ids), val_tokens=len(val_ids))
+    if os.path.exists(os.path.join(out_dir, "meta.json")):  # replacing a dataset: mark it incomplete first
+        os.remove(os.path.join(out_dir, "meta.json"))
     for name, ids in (("train.bin", train_ids), ("val.bin", val_ids)):
-        tmp = os.path.join(out_dir, name + ".tmp")
+        tmp = os.path.join(out_dir, f"{name}.tmp{os.getpid()}")
         np.asarray(ids, dtype=dtype).tofile(tmp)
         os.replace(tmp, os.path.join(out_dir, name))
-    tmp = os.path.join(out_dir, "meta.json.tmp")
+    tmp = os.path.join(out_dir, f"meta.json.tmp{os.getpid()}")
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=2)
     os.replace(tmp, os.path.join(out_dir, "meta.json"))  # written last: its presence means "complete"
@@ -88,9 +102,13 @@ def build_stdlib(out_dir=os.path.join(DATA_ROOT, "stdlib"), max_bytes=16_000_000
 def build_from_file(path, out_dir, level="byte"):
     """A dataset from one UTF-8 text file: first 90% train, last 10% validation."""
     if not os.path.isfile(path):
-        raise DataError(f"input file {path!r} does not exist")
-    with open(path, "rb") as f:
-        raw = f.read()
+        raise DataError(f"input file {path!r} does not exist" if not os.path.exists(path) else
+                        f"input {path!r} is a directory, not a file; give one UTF-8 text file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"input file {path!r} cannot be read ({e.strerror}); check its permissions")
     if not raw.strip():
         raise DataError(f"input file {path!r} is empty")
     if b"\x00" in raw:
@@ -113,35 +131,119 @@ def build_from_file(path, out_dir, level="byte"):
 
 
 def load_dataset(data_dir):
-    """(train, val, meta): token arrays as read-only memory maps, and the metadata."""
+    """(train, val, meta): token arrays as read-only memory maps, and the metadata, checked."""
     meta_path = os.path.join(data_dir, "meta.json")
     if not os.path.isfile(meta_path):
         raise DataError(f"no dataset in {data_dir!r} (meta.json missing); build it with data/prepare.py")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    train = np.memmap(os.path.join(data_dir, "train.bin"), dtype=meta["dtype"], mode="r")
-    val = np.memmap(os.path.join(data_dir, "val.bin"), dtype=meta["dtype"], mode="r")
-    return train, val, meta
+    meta = read_meta(meta_path)
+    splits = [read_tokens(os.path.join(data_dir, name), meta) for name in ("train.bin", "val.bin")]
+    check_tokens(data_dir, *splits, meta)
+    return splits[0], splits[1], meta
+
+
+# Checks of a dataset directory: anything malformed is a one-line DataError saying how to rebuild it.
+REBUILD = "rebuild it with data/prepare.py (--overwrite)"
+
+
+def read_meta(meta_path):
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{meta_path} is not readable JSON ({type(e).__name__}); {REBUILD}")
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path} must hold a JSON object; {REBUILD}")
+    vocab_size = meta.get("vocab_size")
+    if not (isinstance(vocab_size, int) and not isinstance(vocab_size, bool) and vocab_size >= 1):
+        raise DataError(f"{meta_path}: vocab_size must be a positive integer, got {vocab_size!r}; {REBUILD}")
+    if meta.get("dtype") not in ("uint8", "uint16", "uint32") or np.iinfo(meta["dtype"]).max + 1 < vocab_size:
+        raise DataError(f"{meta_path}: dtype {meta.get('dtype')!r} cannot hold vocab_size {vocab_size}; {REBUILD}")
+    return meta
+
+
+def read_tokens(path, meta):
+    itemsize = np.dtype(meta["dtype"]).itemsize
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise DataError(f"{path} is {'missing' if not os.path.isfile(path) else 'empty'}; {REBUILD}")
+    if os.path.getsize(path) % itemsize:
+        raise DataError(f"{path} is truncated ({os.path.getsize(path)} bytes, not whole {meta['dtype']} "
+                        f"tokens); {REBUILD}")
+    return np.memmap(path, dtype=meta["dtype"], mode="r")
+
+
+def check_tokens(data_dir, train, val, meta):
+    for name, split in (("train", train), ("val", val)):
+        if f"{name}_tokens" in meta and meta[f"{name}_tokens"] != len(split):
+            raise DataError(f"{data_dir}: {name}.bin holds {len(split)} tokens but meta.json says "
+                            f"{meta[f'{name}_tokens']} (a rebuild was interrupted?); {REBUILD}")
+        if np.iinfo(split.dtype).max >= meta["vocab_size"] and split.max() >= meta["vocab_size"]:
+            raise DataError(f"{data_dir}: {name}.bin holds token id {int(split.max())}, not below vocab_size "
+                            f"{meta['vocab_size']}; {REBUILD}")
+
+
+def fingerprint(data_dir, block=1 << 20, blocks=64):
+    """A short hash of the tokens a run trains on: vocab_size, dtype, and each .bin file's size and bytes
+    (a file over 64 MB: 64 evenly spaced 1 MB blocks of it). train.py stores it with the run, so a
+    --resume on rebuilt or different data is caught; it takes about 0.1 s per 64 MB."""
+    meta = read_meta(os.path.join(data_dir, "meta.json"))
+    digest = hashlib.sha256(f"{meta['vocab_size']} {meta['dtype']}".encode())
+    for name in ("train.bin", "val.bin"):
+        path = os.path.join(data_dir, name)
+        size = os.path.getsize(path)
+        digest.update(f" {name} {size} ".encode())
+        with open(path, "rb") as f:
+            offsets = range(0, size, block) if size <= block * blocks else \
+                [k * (size - block) // (blocks - 1) for k in range(blocks)]
+            for offset in offsets:
+                f.seek(offset)
+                digest.update(f.read(block))
+    return digest.hexdigest()[:16]
+
+
+def check_output(out_dir, overwrite):
+    """Refuse to replace an existing dataset (a train.py run may be using it) unless --overwrite."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"{out_dir} is a file, not a dataset directory; pick another --name")
+    existing = [name for name in DATASET_FILES if os.path.exists(os.path.join(out_dir, name))]
+    if existing and not overwrite:
+        raise DataError(f"{out_dir} already holds a dataset ({', '.join(existing)}); pass --overwrite to replace it "
+                        f"(runs trained on it will refuse --resume) or pick another --name")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message; we keep to one line
+        sys.exit(f"prepare.py: error: {message} (see --help)")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", help="a UTF-8 text file (default: the Python standard library)")
     parser.add_argument("--name", help="dataset directory name under data/ (default: stdlib, or the file's stem)")
     parser.add_argument("--level", choices=("byte", "char"), default="byte", help="tokens: bytes or characters")
     parser.add_argument("--max_bytes", type=int, default=16_000_000, help="cap on the default corpus size")
+    parser.add_argument("--overwrite", action="store_true", help="replace the dataset if data/NAME already exists")
     args = parser.parse_args(argv)
     if args.input is None and args.level != "byte":
         parser.error("--level=char needs --input (the default corpus is byte-level)")
-    name = args.name or ("stdlib" if args.input is None else os.path.splitext(os.path.basename(args.input))[0])
+    if args.max_bytes < MIN_TOKENS:
+        parser.error(f"--max_bytes must be at least {MIN_TOKENS}, got {args.max_bytes}")
+    if args.input is not None:
+        args.input = os.path.expanduser(args.input)
+    name = args.name if args.name is not None else \
+        ("stdlib" if args.input is None else os.path.splitext(os.path.basename(args.input))[0])
+    if not name.strip() or name in (".", "..") or "/" in name or os.sep in name:
+        parser.error(f"--name must be a plain directory name under data/ (like my_text), got {name!r}")
     out_dir = os.path.join(DATA_ROOT, name)
     try:
+        check_output(out_dir, args.overwrite)
         if args.input is None:
             meta = build_stdlib(out_dir, args.max_bytes)
         else:
             meta = build_from_file(args.input, out_dir, args.level)
     except DataError as e:
         sys.exit(f"prepare.py: error: {e}")
+    except OSError as e:
+        sys.exit(f"prepare.py: error: cannot write {out_dir} ({e.strerror}); free space or pick another --name")
     print(f"wrote {out_dir}: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens, "
           f"vocab {meta['vocab_size']} ({meta['level']}-level) from {meta['source']}")
 

@@ -207,10 +207,10 @@ def test_run_directory_guards(run_dir, dataset, tmp_path):
 
 def test_two_process_ddp_on_cpu(dataset, tmp_path):
     out = str(tmp_path / "ddp")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             os.path.join(ROOT, "train.py"), *TINY, f"--dataset={dataset}", f"--out_dir={out}",
-                             "--max_iters=12", "--device=cpu"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT,
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               os.path.join(ROOT, "train.py"), *TINY, f"--dataset={dataset}", f"--out_dir={out}", "--max_iters=12",
+               "--device=cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_log(out)
@@ -218,6 +218,12 @@ def test_two_process_ddp_on_cpu(dataset, tmp_path):
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["world_size"] == 2
     assert os.path.exists(os.path.join(out, "checkpoints", "step_000012.pt"))
+    # resumed from step 8, each process continues its own stream of batches (not process 0's): same losses
+    os.remove(os.path.join(out, "checkpoints", "step_000012.pt"))
+    resumed = subprocess.run(command[:6] + [f"--out_dir={out}", "--resume"], capture_output=True, text=True,
+                             timeout=300, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [r["loss"] for r in read_log(out)] == [r["loss"] for r in rows]
 
 
 def test_shipped_presets_parse_and_tiny_is_the_default():
