@@ -29,6 +29,7 @@ the report says so with the numbers.
 import argparse
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -119,6 +120,8 @@ def check_flags(args, sizes):
     for path in (args.out_dir, os.path.join(args.out_dir, "runs")):
         if os.path.exists(path) and not os.path.isdir(path):
             raise train.ConfigError(f"--out_dir: {path} is a file, not a directory; use another --out_dir")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        raise train.ConfigError(f"--device={args.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
     if len(set(sizes)) < len(sizes):
         raise train.ConfigError(f"--sizes lists a size twice ({args.sizes}); give each size once")
     rough = [12 * n_layer * n_embd ** 2 for n_layer, n_embd in sizes]  # non-embedding parameters
