@@ -94,10 +94,18 @@ def load_curve(path):
     if os.path.isdir(path):
         path = os.path.join(path, "log.csv")
     if not os.path.isfile(path):
-        raise CurveError(f"{path}: no such file; give a CSV with a 'step,loss' header "
+        what = "not a regular file" if os.path.exists(path) else "no such file"
+        raise CurveError(f"{path}: {what}; give a CSV with a 'step,loss' header "
                          "or a train.py run directory holding log.csv")
-    with open(path, newline="") as file:
-        rows = list(csv.reader(file))
+    try:   # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = list(csv.reader(file))
+    except UnicodeDecodeError as error:
+        raise CurveError(f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 "
+                         "CSV with a 'step,loss' header") from None
+    except csv.Error as error:   # a NUL byte, a field too large, ...
+        raise CurveError(f"{path}: not a readable CSV ({error}); save it as a plain CSV "
+                         "with a 'step,loss' header") from None
     header = [name.strip() for name in rows[0]] if rows else []
     if "step" not in header or "loss" not in header:
         raise CurveError(f"{path}: the first row must be a header naming 'step' and 'loss' columns")
@@ -112,6 +120,9 @@ def load_curve(path):
         except (ValueError, IndexError):
             raise CurveError(f"{path}, line {line_number}: cannot read a step and a loss "
                              f"from {','.join(row)!r}; fix or delete that line") from None
+    if not steps:
+        raise CurveError(f"{path}: a header but no data rows; give a curve with at least "
+                         "one 'step,loss' row per logged step")
     steps, losses = np.array(steps), np.array(losses)
     # A row logged twice (same step, same loss) is harmless: keep one copy.
     repeated = np.r_[False, (np.diff(steps) == 0) & (np.diff(losses) == 0)]
@@ -483,6 +494,24 @@ def bnsl_curve(result, steps):
 
 # ---------------------------------------------------------------- 5. output
 
+def check_figure_path(path, inputs=()):
+    """Raise CurveError unless a figure can be saved at path without touching an input file."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension not in formats:
+        raise CurveError(f"--plot={path!r}: name the figure file with a known extension "
+                         f"(e.g. fits.png; known: {', '.join(sorted(formats))})")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(parent):
+        raise CurveError(f"--plot={path}: {'a directory' if os.path.isdir(path) else 'no directory ' + parent}; "
+                         "give a file name in an existing directory")
+    for given in inputs:
+        given = os.path.join(given, "log.csv") if os.path.isdir(given) else given
+        if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise CurveError(f"--plot={path} is an input curve; choose another file name")
+
+
 def plot_fits(results, path):
     """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d."""
     import matplotlib
@@ -517,8 +546,14 @@ def plot_fits(results, path):
     axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    temporary = f"{path}.tmp{os.getpid()}"    # written whole, then renamed: never half a figure
+    try:
+        figure.savefig(temporary, dpi=120, format=os.path.splitext(path)[1][1:].lower())
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def plus_minus(result, key):
@@ -580,6 +615,8 @@ def main(argv=None):
 
     results = []
     try:
+        if args.plot is not None:   # before any fitting
+            check_figure_path(args.plot, args.paths)
         for path in args.paths:
             name = os.path.basename(os.path.normpath(path))
             name = name[:-4] if name.endswith(".csv") else name
@@ -590,7 +627,7 @@ def main(argv=None):
             except CurveError as error:
                 raise CurveError(f"{path}: {error}") from None
             results.append({"name": name, **result})
-        if args.plot:
+        if args.plot is not None:
             plot_fits(results, args.plot)
     except (CurveError, OSError) as error:
         parser.exit(2, f"bnsl.py: error: {error}\n")

@@ -29,7 +29,10 @@ the report says so with the numbers.
 import argparse
 import json
 import os
+import re
 import sys
+
+import numpy as np
 
 import bnsl
 import train
@@ -74,9 +77,13 @@ def size_config(run_dir, n_layer, n_embd, args):
     train.check_config(config)
     train.pick_device(args.device)
     saved_path = os.path.join(run_dir, "config.json")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise train.ConfigError(f"{run_dir} is a file, not a run directory; move it away or use another --out_dir")
+    if not os.path.isfile(saved_path) and (train.latest_checkpoint(run_dir) or record_files(run_dir)):
+        raise train.ConfigError(f"{run_dir} holds checkpoints or records but no config.json, so it cannot "
+                                "be checked or resumed; delete that directory to train this size afresh")
     if os.path.isfile(saved_path):  # a run from an earlier call: reuse it only if it is the same experiment
-        with open(saved_path) as f:
-            saved = json.load(f)["train"]
+        saved = read_run_config(run_dir)["train"]
         for key, value in vars(config).items():
             if key not in NOT_SCIENCE and saved.get(key) != value:
                 raise train.ConfigError(f"{run_dir} was trained with {key}={saved.get(key)!r}, this command "
@@ -84,6 +91,54 @@ def size_config(run_dir, n_layer, n_embd, args):
         config.resume = train.latest_checkpoint(run_dir) is not None
         config.overwrite = not config.resume  # a run that died before its first checkpoint starts afresh
     return config
+
+
+def record_files(run_dir):
+    folder = os.path.join(run_dir, "records")
+    return os.listdir(folder) if os.path.isdir(folder) else []
+
+
+def read_run_config(run_dir, need=("train",)):
+    """A size's config.json, or a one-line ConfigError that says how to start that size afresh."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        missing = [key for key in need if key not in saved]
+        if missing or not isinstance(saved["train"], dict):
+            raise ValueError(f"no {' or '.join(missing) or 'train section'}")
+    except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, not UTF-8, not train.py's
+        raise train.ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); delete {run_dir} "
+                                "to train this size afresh") from None
+    return saved
+
+
+def check_flags(args, sizes):
+    """Flags that train.check_config does not see, checked before the first size trains."""
+    if not args.out_dir.strip():
+        raise train.ConfigError("--out_dir is empty; name a directory for the report, e.g. --out_dir=report")
+    for path in (args.out_dir, os.path.join(args.out_dir, "runs")):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise train.ConfigError(f"--out_dir: {path} is a file, not a directory; use another --out_dir")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        raise train.ConfigError(f"--device={args.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    if len(set(sizes)) < len(sizes):
+        raise train.ConfigError(f"--sizes lists a size twice ({args.sizes}); give each size once")
+    rough = [12 * n_layer * n_embd ** 2 for n_layer, n_embd in sizes]  # non-embedding parameters
+    if any(a >= b for a, b in zip(rough, rough[1:])):
+        raise train.ConfigError(f"--sizes must go from the smallest model to the largest (about 12 "
+                                f"n_layer n_embd^2 parameters: {', '.join(map(str, rough))}); reorder them")
+    probe = train.TrainConfig().n_probe * args.block_size    # the probe: n_probe sequences of block_size
+    if args.probe_tokens > probe or (args.probe_tokens > args.block_size and args.probe_tokens % args.block_size):
+        raise train.ConfigError(f"--probe_tokens={args.probe_tokens}: the probe holds {probe // args.block_size} "
+                                f"sequences of {args.block_size} tokens; use at most {args.block_size} or a "
+                                f"multiple of {args.block_size} up to {probe}")
+    every_step = np.arange(1.0, args.max_iters + 1)
+    fitted = every_step[bnsl.log_subsample_mask(every_step) & (every_step > max(args.transient, 1))]
+    if len(fitted) < bnsl.MIN_POINTS_PER_PARAM * 5:
+        raise train.ConfigError(f"--transient={args.transient} with --max_iters={args.max_iters} leaves "
+                                f"{len(fitted)} points for the 1-break fit, which needs "
+                                f"{bnsl.MIN_POINTS_PER_PARAM * 5}; lower --transient or raise --max_iters")
 
 
 def train_size(config):
@@ -163,7 +218,8 @@ def write_report(out_dir, args, rows, verdicts):
               "| size | params | t_d | L_d | r_d | RSLE | RSLE power law | final loss | D(Δℓ) before / after | D(∇θℓ) before / after |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['params']:,} | {r['t_d']:.0f} ± {r['t_d_err']:.0f} | "
+        t_d = f"{r['t_d']:.0f} ± {r['t_d_err']:.0f}" if r["t_d"] is not None else "none (fit unsupported)"
+        lines.append(f"| {r['name']} | {r['params']:,} | {t_d} | "
                      f"{r['L_d']:.3f} ± {r['L_d_err']:.3f} | {r['r_d']:.4f} ± {r['r_d_err']:.4f} | {r['rsle']:.4f} | "
                      f"{r['rsle_power_law']:.4f} | {r['L_T']:.3f} | {r['D_before'] or float('nan'):.2f} / "
                      f"{r['D_after'] or float('nan'):.2f} | {r['D_grad_before'] or float('nan'):.3f} / "
@@ -177,9 +233,14 @@ def write_report(out_dir, args, rows, verdicts):
     return text
 
 
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"reproduce.py: error: {message} (see python reproduce.py --help)\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(description=__doc__.split("\n\n")[0].strip(), allow_abbrev=False,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out_dir", default="report", help="where the report and the runs go")
     parser.add_argument("--sizes", default=DEFAULTS["sizes"], help="n_layer x n_embd, comma-separated, smallest first")
     for key in ("max_iters", "warmup_iters", "batch_size", "block_size", "seed", "transient", "probe_tokens"):
@@ -190,6 +251,7 @@ def main(argv=None):
                         help="width: lr = learning_rate * 64 / n_embd per size; none: the same for all")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     args = parser.parse_args(argv)
+    args.out_dir = os.path.expanduser(args.out_dir)
     try:
         sizes = parse_sizes(args.sizes)
         if len(sizes) < 2:
@@ -201,6 +263,7 @@ def main(argv=None):
         names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
         configs = [size_config(os.path.join(args.out_dir, "runs", name), n_layer, n_embd, args)
                    for name, (n_layer, n_embd) in zip(names, sizes)]
+        check_flags(args, sizes)
         os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
         rows, summaries = [], []
         for name, config in zip(names, configs):
@@ -210,31 +273,36 @@ def main(argv=None):
             fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
             print(f"{name}: analysing zero-sum learning ...")
             summary = zsl.analyse_run(run_dir, probe_tokens=args.probe_tokens, progress=True)
-            summary["t_d"] = fit["t_d"]  # the fit above, with this report's transient
+            # the fit above, with this report's transient; an unsupported fit has no t_d to use
+            t_d = fit["t_d"] if fit["supported"] else None
+            summary["t_d"], summary["t_d_note"] = t_d, fit["warning"]
             zsl.write_json(os.path.join(run_dir, "zsl.json"), summary)
-            with open(os.path.join(run_dir, "config.json")) as f:
-                params = json.load(f)["non_embedding_params"]
-            D_before, D_after, D_grad_before, D_grad_after = zsl.around_deceleration(summary, fit["t_d"])
+            params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
+            D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
+                                                              else (None,) * 4)
             rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
                                                  "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
                                                  "b", "c0", "c1", "f1")},
-                         "params": params, "D_before": D_before, "D_after": D_after,
+                         "t_d": t_d, "params": params, "D_before": D_before, "D_after": D_after,
                          "D_grad_before": D_grad_before, "D_grad_after": D_grad_after})
             summaries.append({**summary, "run_dir": run_dir, "fit": fit})
+
+        bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
+        plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
+        zsl.write_figures(summaries, args.out_dir)
+        verdicts = judge(rows)
+        report = write_report(args.out_dir, args, rows, verdicts)
+        summary = {"args": vars(args), "sizes": rows,
+                   "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
+                                for f, rule, holds, numbers in verdicts]}
+        zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
     except (train.ConfigError, bnsl.CurveError, zsl.ZSLError) as e:
         sys.exit(f"reproduce.py: error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("reproduce.py: interrupted; run the same command again to continue")
-
-    bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
-    plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
-    zsl.write_figures(summaries, args.out_dir)
-    verdicts = judge(rows)
-    report = write_report(args.out_dir, args, rows, verdicts)
-    summary = {"args": vars(args), "sizes": rows,
-               "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
-                            for f, rule, holds, numbers in verdicts]}
-    zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
+    except OSError as e:  # a full disk, a directory that cannot be created, ...
+        sys.exit(f"reproduce.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path")
+    except KeyboardInterrupt:  # like train.py: status 130; what is finished is kept
+        print("reproduce.py: interrupted; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
     print("\n" + report.split("## Per size")[0].strip())
     print(f"\nreport: {os.path.join(args.out_dir, 'report.md')}")
 

@@ -28,10 +28,11 @@ Python API (stable names, used by the report script):
 """
 import argparse
 import copy
-import glob
+import hashlib
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -91,7 +92,14 @@ def _interference_dict(delta):
 
 def _step_of(path):
     """records/step_000123.npz -> 123"""
-    return int(os.path.basename(path).split("_")[1].split(".")[0])
+    return int(re.fullmatch(r"step_(\d+)\.\w+", os.path.basename(path)).group(1))
+
+
+def _step_files(folder, extension):
+    """folder/step_<digits>.<extension>, by step; any other name (a stray copy) is not a step file."""
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    paths = [os.path.join(folder, n) for n in names if re.fullmatch(rf"step_\d+\.{extension}", n)]
+    return sorted(paths, key=_step_of)
 
 
 def load_config(run_dir):
@@ -112,11 +120,11 @@ def load_config(run_dir):
 
 
 def record_paths(run_dir):
-    return sorted(glob.glob(os.path.join(run_dir, "records", "step_*.npz")), key=_step_of)
+    return _step_files(os.path.join(run_dir, "records"), "npz")
 
 
 def checkpoint_paths(run_dir):
-    return sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step_*.pt")), key=_step_of)
+    return _step_files(os.path.join(run_dir, "checkpoints"), "pt")
 
 
 def _load_npz(path, keys):
@@ -135,7 +143,22 @@ RECORD_KEYS = ("train_before", "train_after", "probe_before", "probe_after", "st
 
 
 def load_record(path):
-    return _load_npz(path, RECORD_KEYS)
+    """A record's arrays, checked: a wrong shape would broadcast into a silently wrong Δℓ."""
+    record = _load_npz(path, RECORD_KEYS)
+    for kind in ("train", "probe"):
+        before, after = record[f"{kind}_before"], record[f"{kind}_after"]
+        if before.ndim != 2 or before.shape != after.shape:
+            raise ZSLError(f"{path}: {kind}_before {before.shape} and {kind}_after {after.shape} must "
+                           "have one [sequences, positions] shape; delete the record or re-run train.py")
+    if record["step"].size != 1 or record["lr"].size != 1 or int(record["step"]) != _step_of(path):
+        raise ZSLError(f"{path}: holds step {record['step'].ravel()[:3].tolist()} and lr "
+                       f"{record['lr'].ravel()[:3].tolist()}, not the single step of its name; "
+                       "delete the record or re-run train.py")
+    return record
+
+
+def _finite(record):
+    return all(np.all(np.isfinite(record[key])) for key in RECORD_KEYS)
 
 
 def load_probe(run_dir):
@@ -174,8 +197,14 @@ def loss_interference(run_dir):
       probe:    the same step, on the held-out probe set        Δℓ = probe_after − probe_before
       interval: from this record to the next one, on the probe  Δℓ = probe_before(s') − probe_before(s)
                 (None at the last record)
+    Records holding nan or inf (a run that diverged) are left out; nonfinite_record_steps names them.
     """
-    records = [load_record(p) for p in record_paths(run_dir)]
+    records = [record for record in map(load_record, record_paths(run_dir)) if _finite(record)]
+    for rec, nxt in zip(records, records[1:]):
+        if rec["probe_before"].shape != nxt["probe_before"].shape:
+            raise ZSLError(f"{run_dir}: the probe of step {int(rec['step'])} is {rec['probe_before'].shape}, "
+                           f"that of step {int(nxt['step'])} {nxt['probe_before'].shape}: records of two "
+                           "runs are mixed in one directory; re-run train.py into a fresh --out_dir")
     rows = []
     for k, rec in enumerate(records):
         row = {
@@ -191,6 +220,11 @@ def loss_interference(run_dir):
             row["interval"]["to_step"] = int(nxt["step"])
         rows.append(row)
     return rows
+
+
+def nonfinite_record_steps(run_dir):
+    """Steps whose record holds nan or inf per-token losses (left out of loss_interference)."""
+    return [_step_of(p) for p in record_paths(run_dir) if not _finite(load_record(p))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,7 +505,7 @@ def _pick_checkpoints(paths, steps=None, max_checkpoints=None):
         if missing:
             raise ZSLError(f"no checkpoint at step {missing[0]}; available: "
                            f"{', '.join(map(str, sorted(by_step))) or 'none'}")
-        chosen = sorted(steps)
+        chosen = sorted(set(steps))
     else:
         chosen = sorted(by_step)
     if max_checkpoints and len(chosen) > max_checkpoints:  # spread evenly, always keep the last
@@ -484,7 +518,11 @@ def probe_subset(probe, probe_tokens=None):
     """(x, y, n_positions): whole probe sequences, or a prefix of one if fewer tokens are asked for."""
     x, y = probe["x"], probe["y"]
     T = x.shape[1]
-    if not probe_tokens or probe_tokens >= x.numel():
+    if probe_tokens and (probe_tokens > x.numel() or (probe_tokens > T and probe_tokens % T)):
+        raise ZSLError(f"--probe_tokens={probe_tokens}: the probe holds {x.shape[0]} sequences of {T} "
+                       f"tokens; use at most {T} (a prefix of one sequence) or a multiple of {T} up "
+                       f"to {x.numel()}")
+    if not probe_tokens or probe_tokens == x.numel():
         return x, y, T
     if probe_tokens >= T:
         n_seq = probe_tokens // T
@@ -516,17 +554,24 @@ def gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_token
     return rows
 
 
-def deceleration_step(run_dir):
-    """t_d from bnsl.py's 1-break fit, or None if bnsl.py is missing or the fit fails."""
+def deceleration(run_dir):
+    """(t_d, None) from bnsl.py's 1-break fit if it found a supported deceleration, else
+    (None, why not). An unsupported fit's d1 is no deceleration step, so it is never used as one."""
     try:
         import bnsl
         steps, losses = bnsl.load_curve(run_dir)
         steps, losses = bnsl.prepare_curve(steps, losses)
         fit = bnsl.fit_bnsl(steps, losses, breaks=1)
-        t_d = float(fit["t_d"])
-        return t_d if math.isfinite(t_d) and t_d > 0 else None
-    except Exception:  # bnsl.py is optional here: no fit, no marker
-        return None
+    except Exception as e:  # bnsl.py is optional here: no fit, no marker
+        return None, f"bnsl.py could not fit the loss curve ({e})"
+    if not fit["supported"]:
+        return None, f"bnsl.py found no supported deceleration ({fit['warning']})"
+    return float(fit["t_d"]), None
+
+
+def deceleration_step(run_dir):
+    """t_d from bnsl.py's 1-break fit, or None if there is no supported deceleration."""
+    return deceleration(run_dir)[0]
 
 
 def step_rows(summary):
@@ -551,14 +596,94 @@ def step_rows(summary):
     return [rows[s] for s in sorted(rows)]
 
 
-def check_run_dir(run_dir, need_probe):
+def check_run_dir(run_dir, need_probe, probe_tokens=None, update=True, steps=None,
+                  max_checkpoints=None):
     """Fail early, with a fix, on anything that would stop the analysis half-way."""
     load_config(run_dir)
     if not record_paths(run_dir) and not checkpoint_paths(run_dir):
         raise ZSLError(f"{run_dir}: no records/step_*.npz and no checkpoints/step_*.pt yet; "
                        "let train.py run longer")
     if need_probe and checkpoint_paths(run_dir):
-        load_probe(run_dir)
+        x, _, n_positions = probe_subset(load_probe(run_dir), probe_tokens)
+        chosen = _pick_checkpoints(checkpoint_paths(run_dir), steps, max_checkpoints)
+        for step, path in chosen:
+            model, _ = load_checkpoint(path)
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                finite = [s for s, _ in chosen if s < step]
+                raise ZSLError(f"{path}: nan or inf weights (the run diverged); analyse the "
+                               f"checkpoints before it with --steps={','.join(map(str, finite)) or 'N'}"
+                               " or the records only with --no_grad")
+        previous_gradient_rows(run_dir, settings=(x.shape[0] * n_positions, update))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rerunning on a run that already has a zsl.json: a narrower analysis never destroys a wider one.
+# The gradient rows (the expensive part) of the old zsl.json are kept for every checkpoint this
+# run does not analyse again, as long as that checkpoint file is unchanged (its sha256 is stored
+# with the row) and the rows were made with the same probe tokens and update link (rows made
+# otherwise cannot be shown as one series: that is refused, not mixed). Records are always read
+# afresh. A row whose checkpoint is gone or rewritten (e.g. train.py --overwrite) is dropped.
+
+def checkpoint_fingerprint(path):
+    """sha256 of a checkpoint file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _row_settings(row):
+    return row.get("n_tokens"), "update" in row
+
+
+def _describe(settings):
+    n_tokens, update = settings
+    return f"{n_tokens} probe tokens, {'with' if update else 'without (--no_update)'} the update link"
+
+
+def previous_gradient_rows(run_dir, settings=None):
+    """(rows of the old zsl.json still valid, steps of rows dropped as stale). With settings =
+    (n_tokens, update) of a new gradient analysis, raise ZSLError if valid rows differ from it."""
+    path = os.path.join(run_dir, "zsl.json")
+    if not os.path.exists(path):
+        return [], []
+    try:
+        with open(path) as f:
+            rows = json.load(f)["gradient_interference"]
+        steps = [int(row["step"]) for row in rows]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ZSLError(f"{path}: unreadable ({type(e).__name__}); it may hold results of an earlier "
+                       "analysis: move it away, then rerun") from None
+    by_step = {_step_of(p): p for p in checkpoint_paths(run_dir)}
+    kept, stale = [], []
+    for step, row in zip(steps, rows):
+        checkpoint = by_step.get(step)
+        if checkpoint is None:
+            unchanged = False
+        elif "checkpoint_sha256" in row:
+            unchanged = row["checkpoint_sha256"] == checkpoint_fingerprint(checkpoint)
+        else:  # a row written before fingerprints: valid if the checkpoint is older than zsl.json
+            unchanged = os.path.getmtime(checkpoint) <= os.path.getmtime(path)
+        if unchanged:
+            kept.append(row)
+        else:
+            stale.append(step)
+    if settings is not None:
+        other = {_row_settings(row) for row in kept} - {settings}
+        if other:
+            raise ZSLError(f"{path} holds gradient results over {_describe(other.pop())}; this analysis "
+                           f"would use {_describe(settings)} and cannot be mixed with them: rerun with "
+                           "the same --probe_tokens / --no_update to add to them, or move zsl.json away "
+                           "to start a new analysis")
+    return kept, stale
+
+
+def merge_gradient_rows(new_rows, kept_rows):
+    """The new rows, plus the kept old rows of every step the new analysis did not redo."""
+    redone = {row["step"] for row in new_rows}
+    return sorted(new_rows + [row for row in kept_rows if row["step"] not in redone],
+                  key=lambda row: row["step"])
 
 
 def _mean(values):
@@ -579,7 +704,8 @@ def around_deceleration(summary, t_d):
 def headline(summary):
     """One line for people: interference before and after t_d (when bnsl.py found t_d)."""
     if not summary["t_d"]:
-        return "no t_d (bnsl.py found no deceleration), so no before/after summary"
+        why = summary.get("t_d_note") or "bnsl.py found no deceleration"
+        return f"no t_d, so no before/after summary: {why}"
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
     D_before, D_after, G_before, G_after = around_deceleration(summary, summary["t_d"])
     return (f"t_d = {summary['t_d']:.0f}: D(Δℓ) one step on the probe {fmt(D_before)} before t_d/2 -> "
@@ -588,15 +714,26 @@ def headline(summary):
 
 def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, grad=True,
                 update=True, chunk=16, progress=False):
-    """Everything zsl.json holds, for one run directory."""
-    check_run_dir(run_dir, need_probe=grad)
+    """Everything zsl.json holds, for one run directory, merged with the still valid gradient
+    rows of an earlier zsl.json (see above): summary["kept_rows"] and ["stale_rows"] say which."""
+    check_run_dir(run_dir, need_probe=grad, probe_tokens=probe_tokens, update=update, steps=steps,
+                  max_checkpoints=max_checkpoints)
+    kept, stale = previous_gradient_rows(run_dir)
+    new_rows = (gradient_interference(run_dir, steps, max_checkpoints, probe_tokens, chunk=chunk,
+                                      update=update, progress=progress) if grad else [])
+    by_step = {_step_of(p): p for p in checkpoint_paths(run_dir)}
+    for row in new_rows:
+        row["checkpoint_sha256"] = checkpoint_fingerprint(by_step[row["step"]])
+    t_d, t_d_note = deceleration(run_dir)
     summary = {
         "run_dir": os.path.abspath(run_dir),
-        "t_d": deceleration_step(run_dir),
+        "t_d": t_d,
+        "t_d_note": t_d_note,
         "loss_interference": loss_interference(run_dir),
-        "gradient_interference": (gradient_interference(run_dir, steps, max_checkpoints, probe_tokens,
-                                                        chunk=chunk, update=update, progress=progress)
-                                  if grad else []),
+        "nonfinite_records": nonfinite_record_steps(run_dir),
+        "gradient_interference": merge_gradient_rows(new_rows, kept),
+        "kept_rows": sorted({row["step"] for row in kept} - {row["step"] for row in new_rows}),
+        "stale_rows": stale,
         "zero_C_rule": "elements with sum_i |g_ij| = 0 are excluded from D_grad and the histogram",
     }
     summary["steps"] = step_rows(summary)
@@ -614,6 +751,19 @@ def _label(summary):
     return os.path.basename(summary["run_dir"].rstrip("/"))
 
 
+def _number(value):
+    """A plotted value: None (nan in zsl.json) becomes nan, which matplotlib leaves out."""
+    return float("nan") if value is None else float(value)
+
+
+def _log_axes(ax, x_values, y_values=None):
+    """Log scale on the axes that have positive numbers to show (matplotlib fails on none)."""
+    for axis, values in (("x", x_values), ("y", y_values)):
+        values = np.asarray([_number(v) for v in values] if values is not None else [], dtype=float)
+        if values.size and np.any(np.isfinite(values) & (values > 0)):
+            getattr(ax, f"set_{axis}scale")("log")
+
+
 def _mark_t_d(ax, summary, colour):
     if summary["t_d"]:
         ax.axvline(summary["t_d"], color=colour, alpha=0.5, lw=1, ls="-.")
@@ -627,13 +777,17 @@ def plot_loss_interference(summaries, path):
         for key, name, style in VARIANTS:
             rows = [r for r in s["loss_interference"] if r[key] is not None]
             steps = [r["step"] for r in rows]
-            ax_D.plot(steps, [r[key]["D"] for r in rows], style, color=colour,
+            ax_D.plot(steps, [_number(r[key]["D"]) for r in rows], style, color=colour,
                       label=f"{_label(s)}: {name}" if len(summaries) > 1 else name)
-            ax_M.plot(steps, [r[key]["M"] for r in rows], style, color=colour)
+            ax_M.plot(steps, [_number(r[key]["M"]) for r in rows], style, color=colour)
         _mark_t_d(ax_D, s, colour)
         _mark_t_d(ax_M, s, colour)
-    ax_D.set(xscale="log", xlabel="step", ylabel="D(Δℓ)", ylim=(0, 1), title="destructive interference")
-    ax_M.set(xscale="log", yscale="log", xlabel="step", ylabel="M(Δℓ) = mean |Δℓ|", title="magnitude")
+    all_rows = [r for s in summaries for r in s["loss_interference"]]
+    steps, magnitudes = [r["step"] for r in all_rows], [r["probe"]["M"] for r in all_rows]
+    _log_axes(ax_D, steps)
+    _log_axes(ax_M, steps, magnitudes)
+    ax_D.set(xlabel="step", ylabel="D(Δℓ)", ylim=(0, 1), title="destructive interference")
+    ax_M.set(xlabel="step", ylabel="M(Δℓ) = mean |Δℓ|", title="magnitude")
     ax_D.legend(fontsize=7)
     fig.suptitle("per-token loss changes (dash-dot: t_d from bnsl.py)", fontsize=9)
     fig.tight_layout()
@@ -648,20 +802,24 @@ def plot_gradient_interference(summaries, path):
         colour, rows = f"C{k % 10}", s["gradient_interference"]
         prefix = f"{_label(s)}: " if len(summaries) > 1 else ""
         steps = [r["step"] for r in rows]
-        ax_g.plot(steps, [r["D_grad"] for r in rows], "o-", color=colour, label=prefix + "D(∇θℓ) mean of 1−C_j")
-        ax_g.plot(steps, [r["D_grad_global"] for r in rows], "s--", color=colour, ms=3,
+        ax_g.plot(steps, [_number(r["D_grad"]) for r in rows], "o-", color=colour,
+                  label=prefix + "D(∇θℓ) mean of 1−C_j")
+        ax_g.plot(steps, [_number(r["D_grad_global"]) for r in rows], "s--", color=colour, ms=3,
                   label=prefix + "global 1 − Σ|S|/ΣA")
         upd = [r for r in rows if "update" in r]
-        ax_u.plot([r["step"] for r in upd], [r["update"]["D_measured"] for r in upd], "o-", color=colour,
-                  label=prefix + "D(Δℓ) measured")
-        ax_u.plot([r["step"] for r in upd], [r["update"]["D_predicted"] for r in upd], "x--", color=colour,
-                  label=prefix + "D(Δ̃ℓ) first order")
-        ax_u.plot([r["step"] for r in upd], [1 - r["update"]["C_g"] for r in upd], ":", color=colour,
-                  label=prefix + "1 − C_g")
+        ax_u.plot([r["step"] for r in upd], [_number(r["update"]["D_measured"]) for r in upd], "o-",
+                  color=colour, label=prefix + "D(Δℓ) measured")
+        ax_u.plot([r["step"] for r in upd], [_number(r["update"]["D_predicted"]) for r in upd], "x--",
+                  color=colour, label=prefix + "D(Δ̃ℓ) first order")
+        ax_u.plot([r["step"] for r in upd], [1 - _number(r["update"]["C_g"]) for r in upd], ":",
+                  color=colour, label=prefix + "1 − C_g")
         _mark_t_d(ax_g, s, colour)
         _mark_t_d(ax_u, s, colour)
-    ax_g.set(xscale="log", xlabel="checkpoint step", ylabel="D(∇θℓ)", title="per-token gradient opposition")
-    ax_u.set(xscale="log", xlabel="checkpoint step", ylabel="interference", ylim=(0, 1),
+    steps = [r["step"] for s in summaries for r in s["gradient_interference"]]
+    _log_axes(ax_g, steps)
+    _log_axes(ax_u, steps)
+    ax_g.set(xlabel="checkpoint step", ylabel="D(∇θℓ)", title="per-token gradient opposition")
+    ax_u.set(xlabel="checkpoint step", ylabel="interference", ylim=(0, 1),
              title="one AdamW step from the checkpoint, on the probe")
     ax_g.legend(fontsize=7)
     ax_u.legend(fontsize=7)
@@ -682,8 +840,9 @@ def plot_histogram(summaries, path, hist_step=None):
         row = min(rows, key=lambda r: abs(math.log(r["step"]) - math.log(max(want, 1))))  # nearest step
         counts = np.asarray(row["hist_counts"], dtype=float)
         ax.stairs(counts / max(counts.sum(), 1), edges, color=f"C{k % 10}",
-                  label=f"{_label(s)} step {row['step']} (D={row['D_grad']:.3f})")
-    ax.set(yscale="log", xlabel="C_j = |Σ_i g_ij| / Σ_i |g_ij|", ylabel="fraction of non-embedding elements",
+                  label=f"{_label(s)} step {row['step']} (D={_number(row['D_grad']):.3f})")
+        _log_axes(ax, [], counts)
+    ax.set(xlabel="C_j = |Σ_i g_ij| / Σ_i |g_ij|", ylabel="fraction of non-embedding elements",
            title="gradient coherence per parameter element")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -692,13 +851,28 @@ def plot_histogram(summaries, path, hist_step=None):
 
 
 def write_figures(summaries, fig_dir, hist_step=None):
-    paths = [os.path.join(fig_dir, name) for name in ("zsl_loss.png", "zsl_grad.png", "zsl_hist.png")]
-    plot_loss_interference(summaries, paths[0])
+    """The figures the summaries have data for; a figure of that name left from an earlier
+    analysis that has no data now is removed (it would show results zsl.json no longer holds)."""
+    loss, grad, hist = (os.path.join(fig_dir, name) for name in ("zsl_loss.png", "zsl_grad.png", "zsl_hist.png"))
+    plots = []
+    if any(s["loss_interference"] for s in summaries):
+        plots.append((loss, lambda path: plot_loss_interference(summaries, path)))
     if any(s["gradient_interference"] for s in summaries):
-        plot_gradient_interference(summaries, paths[1])
-        plot_histogram(summaries, paths[2], hist_step)
-        return paths
-    return paths[:1]
+        plots.append((grad, lambda path: plot_gradient_interference(summaries, path)))
+        plots.append((hist, lambda path: plot_histogram(summaries, path, hist_step)))
+    written = [path for path, _ in plots]
+    for path in {loss, grad, hist} - set(written):
+        if os.path.isfile(path):
+            os.remove(path)
+    for path, plot in plots:   # drawn into a temporary file, then renamed: never half a figure
+        temporary = os.path.join(fig_dir, f".{os.path.basename(path)}.tmp{os.getpid()}.png")
+        try:
+            plot(temporary)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -726,13 +900,26 @@ def write_json(path, obj):
 
 def _step_list(text):
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        steps = [int(s) for s in text.split(",") if s.strip()]
+        if not steps or min(steps) < 1:
+            raise ValueError
+        return steps
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated steps like 64,128, got {text!r}") from None
 
 
+def _steps_text(steps):
+    return ", ".join(map(str, steps))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"zsl.py: error: {message} (see python zsl.py --help)\n")
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="zsl.py", description="Zero-sum learning metrics for train.py runs.")
+    p = OneLineParser(prog="zsl.py", allow_abbrev=False,
+                      description="Zero-sum learning metrics for train.py runs.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py --out_dir(s)")
     p.add_argument("--steps", type=_step_list, default=None,
                    help="checkpoint steps for the gradient analysis, e.g. 64,128 (default: all)")
@@ -746,7 +933,8 @@ def parse_args(argv):
     p.add_argument("--hist_step", type=int, default=None,
                    help="checkpoint step of the C_j histogram (default: the last; nearest is used)")
     p.add_argument("--fig_dir", default=None,
-                   help="where multi-run figures go (default: the runs' common parent directory)")
+                   help="where the overlay figures of several runs go (default: the runs' common "
+                        "parent directory); each run's own figures go into the run")
     p.add_argument("--json", action="store_true", help="print the per-step summary as JSON on stdout")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, default=None,
@@ -756,6 +944,8 @@ def parse_args(argv):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name} must be >= 1, got {value}")
+    if args.fig_dir is not None and len(args.run_dirs) < 2:
+        p.error("--fig_dir is for the overlay of several runs; one run's figures go into its directory")
     return args
 
 
@@ -764,8 +954,18 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        fig_dir = None
+        if len(args.run_dirs) > 1:
+            fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
+            if os.path.exists(fig_dir) and not os.path.isdir(fig_dir):
+                raise ZSLError(f"--fig_dir={fig_dir} is a file, not a directory; give a directory")
         for run_dir in args.run_dirs:  # fail before any long computation
-            check_run_dir(run_dir, need_probe=not args.no_grad)
+            check_run_dir(run_dir, need_probe=not args.no_grad, probe_tokens=args.probe_tokens,
+                          update=not args.no_update, steps=args.steps,
+                          max_checkpoints=args.max_checkpoints)
+            if not os.access(run_dir, os.W_OK):
+                raise ZSLError(f"{run_dir}: cannot write zsl.json there (no permission); copy the run "
+                               "to a directory you can write to")
         summaries = []
         for run_dir in args.run_dirs:
             summary = analyse_run(run_dir, steps=args.steps, max_checkpoints=args.max_checkpoints,
@@ -775,12 +975,24 @@ def main(argv=None):
             write_json(os.path.join(run_dir, "zsl.json"), summary)
             figures = write_figures([summary], run_dir, args.hist_step)
             summaries.append(summary)
+            notes = []
+            if summary["kept_rows"]:
+                notes.append(f"kept zsl.json's earlier analysis of checkpoint(s) {_steps_text(summary['kept_rows'])}")
+            if summary["stale_rows"]:
+                notes.append(f"dropped zsl.json's earlier analysis of checkpoint(s) "
+                             f"{_steps_text(summary['stale_rows'])}: changed or gone since")
+            if summary["nonfinite_records"]:
+                notes.append(f"left out record(s) {_steps_text(summary['nonfinite_records'])}: nan or "
+                             "inf losses (the run diverged)")
             if not args.json:
                 print(f"{run_dir}: {len(summary['loss_interference'])} records, "
                       f"{len(summary['gradient_interference'])} checkpoints analysed -> zsl.json, "
-                      + ", ".join(os.path.basename(f) for f in figures) + "\n  " + headline(summary))
+                      + (", ".join(os.path.basename(f) for f in figures) or "no figures (no data)")
+                      + "\n  " + headline(summary) + "".join(f"\n  {n}" for n in notes))
+            else:
+                for note in notes:
+                    print(f"zsl.py: {run_dir}: {note}", file=sys.stderr)
         if len(summaries) > 1:
-            fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
             os.makedirs(fig_dir, exist_ok=True)
             figures = write_figures(summaries, fig_dir, args.hist_step)
             if not args.json:
@@ -790,6 +1002,10 @@ def main(argv=None):
                                          for s in summaries]), indent=1))
     except ZSLError as e:
         print(f"zsl.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a directory that cannot be created, ...
+        print(f"zsl.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # zsl.json of the runs already finished is kept; the rest is not written
         print("zsl.py: interrupted", file=sys.stderr)
