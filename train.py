@@ -575,11 +575,11 @@ def clear_old_run(out_dir):
 
 def drop_records_after(out_dir, step):
     """On resume: records past the checkpoint's step come from the abandoned continuation (a crash or
-    kill -9 after the checkpoint); the resumed run writes its own."""
-    folder = os.path.join(out_dir, "records")
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        if re.fullmatch(r"step_\d+\.npz", name) and int(name[5:-4]) > step:
-            os.remove(os.path.join(folder, name))
+    kill -9 after the checkpoint); the resumed run writes its own. Half-written temporaries go too."""
+    for path in run_files(out_dir):
+        name = os.path.basename(path)
+        if re.search(r"\.tmp\d+$", name) or (re.fullmatch(r"step_\d+\.npz", name) and int(name[5:-4]) > step):
+            os.remove(path)
 
 
 def check_same_data(ckpt, data_meta, model_config, c):
