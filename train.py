@@ -454,7 +454,7 @@ def pick_device(name):
 LOCK_NAME = ".lock"  # held (flock) by the train.py writing the run; the OS releases it when the process ends
 # every file of a run that train.py, bnsl.py or zsl.py reads or writes (with atomic_write's temporaries):
 # --overwrite deletes exactly these, and any of them means "out_dir holds a run"
-RUN_FILES = {".": r"(config\.json|log\.csv|probe\.npz|zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
+RUN_FILES = {".": r"(config\.json|log\.csv|probe\.npz|\.?zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
              "checkpoints": r"step_\d+\.pt"}
 
 
