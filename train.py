@@ -398,8 +398,8 @@ def load_newest_checkpoint(out_dir):
         path = checkpoint_path(out_dir, step)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            problem = (None if isinstance(ckpt, dict) and all(k in ckpt for k in CHECKPOINT_KEYS) and ckpt["step"] == step
-                       else "not a train.py checkpoint of that step")
+            whole = isinstance(ckpt, dict) and all(k in ckpt for k in CHECKPOINT_KEYS) and ckpt["step"] == step
+            problem = None if whole else "not a train.py checkpoint of that step"
         except Exception as e:  # truncated, empty, not a torch file, ...
             problem = f"{type(e).__name__}: {str(e)[:60] or 'unreadable'}"  # e.g. a truncated zip archive
         if problem is None:
@@ -454,7 +454,7 @@ def pick_device(name):
 LOCK_NAME = ".lock"  # held (flock) by the train.py writing the run; the OS releases it when the process ends
 # every file of a run that train.py, bnsl.py or zsl.py reads or writes (with atomic_write's temporaries):
 # --overwrite deletes exactly these, and any of them means "out_dir holds a run"
-RUN_FILES = {".": r"(config\.json|log\.csv|probe\.npz|zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
+RUN_FILES = {".": r"(config\.json|log\.csv|probe\.npz|\.?zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
              "checkpoints": r"step_\d+\.pt"}
 
 
@@ -575,11 +575,11 @@ def clear_old_run(out_dir):
 
 def drop_records_after(out_dir, step):
     """On resume: records past the checkpoint's step come from the abandoned continuation (a crash or
-    kill -9 after the checkpoint); the resumed run writes its own."""
-    folder = os.path.join(out_dir, "records")
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        if re.fullmatch(r"step_\d+\.npz", name) and int(name[5:-4]) > step:
-            os.remove(os.path.join(folder, name))
+    kill -9 after the checkpoint); the resumed run writes its own. Half-written temporaries go too."""
+    for path in run_files(out_dir):
+        name = os.path.basename(path)
+        if re.search(r"\.tmp\d+$", name) or (re.fullmatch(r"step_\d+\.npz", name) and int(name[5:-4]) > step):
+            os.remove(path)
 
 
 def check_same_data(ckpt, data_meta, model_config, c):
@@ -741,9 +741,10 @@ def run(c, given, stop_requested, held_locks):
             dist.all_reduce(status)
         loss, stop = status[0].item() / world, status[1].item() > 0
         elapsed += time.perf_counter() - t0
+        tokens = (log_rows[-1][3] if log_rows else 0) + tokens_per_step  # cumulative, whatever the world size was
         if not math.isfinite(loss):  # diverged: the log up to this step shows the blow-up
             if is_master:
-                log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", step * tokens_per_step, f"{elapsed:.3f}"))
+                log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", tokens, f"{elapsed:.3f}"))
                 write_log(log_path, log_rows)
             raise ConfigError(f"the loss became {loss} at step {step} (log.csv holds every step up to it); "
                               f"start afresh with a smaller --learning_rate and --overwrite")
@@ -762,7 +763,7 @@ def run(c, given, stop_requested, held_locks):
             if ddp:
                 dist.all_gather_object(data_rng_states, data_rng.get_state())
         if is_master:
-            log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", step * tokens_per_step, f"{elapsed:.3f}"))
+            log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", tokens, f"{elapsed:.3f}"))
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - t0):,.0f}", refresh=False)
             if step in ckpt_steps or stop:
                 save(step, data_rng_states)

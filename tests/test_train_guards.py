@@ -364,6 +364,7 @@ def test_kill_9_leaves_no_stuck_lock_and_a_resumable_run(dataset, tmp_path, caps
         process.communicate(timeout=60)
     # records past the newest checkpoint belong to the abandoned continuation: the resumed run rewrites them
     newest = saved_steps(out)[-1]
+    write(os.path.join(out, "records", "step_000999.npz.tmp1"), "half written when the process died")
     assert train_main(f"--out_dir={out}", "--resume", f"--max_iters={newest + 1}") is None
     assert saved_steps(out, "records")[-1] <= newest + 1 and len(read_log(out)) == newest + 1
 
