@@ -632,11 +632,16 @@ def main(argv=None):
     except (CurveError, OSError) as error:
         parser.exit(2, f"bnsl.py: error: {error}\n")
 
-    if args.json:
-        print(json.dumps([{key: as_json(value) for key, value in r.items()
-                           if key not in ("steps", "losses")} for r in results], indent=1))
-    else:
-        print_table(results)
+    try:
+        if args.json:
+            print(json.dumps([{key: as_json(value) for key, value in r.items()
+                               if key not in ("steps", "losses")} for r in results], indent=1))
+        else:
+            print_table(results)
+        sys.stdout.flush()
+    except BrokenPipeError:   # the reader stopped early (e.g. `| head -1`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1007,6 +1007,9 @@ def main(argv=None):
         print(f"zsl.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path",
               file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (e.g. `| head -1`); zsl.json is written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:  # zsl.json of the runs already finished is kept; the rest is not written
         print("zsl.py: interrupted", file=sys.stderr)
         return 130
