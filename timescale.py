@@ -403,13 +403,16 @@ def analyse_run(run_dir, t_d="fit", name=None, progress=False):
     smoothed = bnsl.log_moving_average(steps, losses)
     keep = bnsl.log_subsample_mask(steps) & (tau_before > 0)
     steps, tau, loss = steps[keep], tau_before[keep], smoothed[keep]
-    if t_d == "fit":
-        t_d = deceleration_step(run_dir)
-    result = {"name": name or os.path.basename(os.path.normpath(run_dir)), "run_dir": run_dir,
-              "t_d": t_d, "tau_d": None, "steps": steps, "tau": tau, "loss": loss}
     window = last_decade(tau)
-    result["fit"] = fit_time_power_law(tau[window], loss[window])
-    result["fit"]["first_step"] = steps[window][0]
+    fit = fit_time_power_law(tau[window], loss[window])
+    fit["first_step"] = steps[window][0]
+    if t_d == "fit":
+        try:
+            t_d = deceleration_step(run_dir)
+        except bnsl.CurveError:                  # a curve too short for a break: no t_d
+            t_d = None
+    result = {"name": name or os.path.basename(os.path.normpath(run_dir)), "run_dir": run_dir,
+              "t_d": t_d, "tau_d": None, "steps": steps, "tau": tau, "loss": loss, "fit": fit}
     result["fit_after_t_d"] = None
     scales = checkpoint_logit_scales(run_dir, progress)
     scale_steps = np.array([s for s, _ in scales], dtype=int)
