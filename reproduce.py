@@ -15,6 +15,7 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     zsl_loss.png          D(Δℓ) and M(Δℓ) against step, per size  (finding 4)
     zsl_grad.png          D(∇θℓ) against step, per size           (finding 5)
     zsl_hist.png          the histogram of C_j at the last checkpoint
+    timescale_runs.png    loss and logit scale against dynamic time τ = Σ lr (timescale.py's lens)
     report.md             the findings, each judged by a stated rule, with the numbers
     summary.json          every number in the report
 
@@ -32,6 +33,7 @@ import os
 import sys
 
 import bnsl
+import timescale
 import train
 import zsl
 
@@ -229,11 +231,18 @@ def main(argv=None):
     bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
     plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
     zsl.write_figures(summaries, args.out_dir)
+    try:  # a second lens, one-third time scaling (timescale.py): its own section of the report
+        timescale_text, timescale_summary = timescale.report_section(
+            [s["run_dir"] for s in summaries], [s["fit"] for s in summaries], args.out_dir)
+    except (bnsl.CurveError, zsl.ZSLError) as e:
+        sys.exit(f"reproduce.py: error: {e}")
     verdicts = judge(rows)
-    report = write_report(args.out_dir, args, rows, verdicts)
+    report = write_report(args.out_dir, args, rows, verdicts) + "\n" + timescale_text
+    train.atomic_write(os.path.join(args.out_dir, "report.md"), lambda f: f.write(report.encode()))
     summary = {"args": vars(args), "sizes": rows,
                "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
-                            for f, rule, holds, numbers in verdicts]}
+                            for f, rule, holds, numbers in verdicts],
+               "timescale": timescale_summary}
     zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
     print("\n" + report.split("## Per size")[0].strip())
     print(f"\nreport: {os.path.join(args.out_dir, 'report.md')}")

@@ -104,18 +104,31 @@ def rms_normalise(x):
     return x / x.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
 
 
-def kl_divergence(teacher_logits, student_logits):
-    """KL(teacher || student) = sum_v p_v (log p_v - log q_v), batch mean."""
-    log_p_teacher = torch.log_softmax(teacher_logits, dim=-1)
-    log_p_student = torch.log_softmax(student_logits, dim=-1)
+def toy_loss(student, teacher, x, temperature):
+    """The toy's loss KL(teacher || student) = sum_v p_v (log p_v - log q_v), batch mean, on
+    RMS-normalised x; only the teacher's logits are divided by the temperature.
+    student, teacher: [V, d] weight matrices; x: [B, d]. Differentiable (autograd)."""
+    x = rms_normalise(x)
+    log_p_teacher = torch.log_softmax(x @ teacher.T / temperature, dim=-1)
+    log_p_student = torch.log_softmax(x @ student.T, dim=-1)
     return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1).mean()
 
 
-def toy_loss(student, teacher, x, temperature):
-    """The toy's loss: KL(teacher || student) on RMS-normalised x; only the teacher's logits are
-    divided by the temperature. student, teacher: [V, d] weight matrices; x: [B, d]."""
-    x = rms_normalise(x)
-    return kl_divergence(x @ teacher.T / temperature, x @ student.T)
+def toy_loss_and_gradient(student, teacher, x, temperature):
+    """toy_loss and its gradient with respect to the student's weights, by hand (no autograd).
+
+    With teacher probabilities p and student probabilities q = softmax(W x), the gradient of the
+    KL with respect to the student's logits is q - p (softmax + cross-entropy), so
+    dL/dW = (q - p)^T x / B. x must already be RMS-normalised. Returns (loss, dL/dW, logits)."""
+    teacher_logits, student_logits = x @ teacher.T / temperature, x @ student.T
+    log_p_teacher = torch.log_softmax(teacher_logits, dim=-1)
+    log_p_student = torch.log_softmax(student_logits, dim=-1)
+    # exp of a very negative float32 is ~10x slower on CPU than of a moderate one; a peaked
+    # teacher has many: p < e^-80 ~ 2e-35 are raised to e^-80, invisible at float32 precision
+    p_teacher = log_p_teacher.clamp(min=-80).exp()
+    loss = (p_teacher * (log_p_teacher - log_p_student)).sum(-1).mean()
+    gradient = (log_p_student.exp() - p_teacher).T @ x / len(x)          # (q - p)^T x / B
+    return loss.item(), gradient, student_logits
 
 
 def logit_scale(logits):
@@ -144,21 +157,17 @@ def train_toy(temperature=TOY_DEFAULTS["temperature"], lr=TOY_DEFAULTS["lr"], st
     generator = torch.Generator().manual_seed(seed)
     bound = 1 / math.sqrt(width)
     teacher = (torch.rand(vocab, width, generator=generator) * 2 - 1) * bound   # U(-1/sqrt(d), 1/sqrt(d))
-    student = torch.zeros(vocab, width, requires_grad=True)
+    student = torch.zeros(vocab, width)
     opt = (torch.optim.Adam([student], lr=lr) if optimizer == "adam"
            else torch.optim.SGD([student], lr=lr))
     losses, scales = np.zeros(steps), np.zeros(steps)
     for n in tqdm(range(steps), desc=f"toy T={temperature:g}", unit="step", leave=False,
                   disable=not progress, file=sys.stderr):
         x = rms_normalise(torch.randn(batch, width, generator=generator))     # a fresh batch
-        student_logits = x @ student.T
-        loss = kl_divergence(x @ teacher.T / temperature, student_logits)     # toy_loss, inlined
-        losses[n] = loss.item()
-        scales[n] = logit_scale(student_logits.detach())
+        losses[n], student.grad, student_logits = toy_loss_and_gradient(student, teacher, x, temperature)
+        scales[n] = logit_scale(student_logits)
         if not math.isfinite(losses[n]):
             raise TimeScaleError(f"the toy's loss became {losses[n]} at step {n}; try a smaller --lr")
-        opt.zero_grad()
-        loss.backward()
         opt.step()
     return {"tau": lr * np.arange(steps), "loss": losses, "logit_scale": scales,
             "settings": dict(temperature=temperature, lr=lr, steps=steps, vocab=vocab, width=width,
@@ -327,11 +336,15 @@ def last_decade(tau):
 
 
 def fit_toy(toy):
-    """The exponent of a toy run over the last decade of tau, log-subsampled as in bnsl.py
-    (every step below 100, every 10th below 1000, ...), and the logit scale's slope there."""
-    n = np.arange(len(toy["tau"]))
-    keep = bnsl.log_subsample_mask(np.maximum(n, 1)) & last_decade(toy["tau"])
-    fit = fit_time_power_law(toy["tau"][keep], toy["loss"][keep])
+    """The exponent of a toy run over the last decade of tau, and the logit scale's slope there.
+
+    The curve is prepared as bnsl.py prepares ours: a log moving average (the per-step loss of a
+    peaked teacher is heavy-tailed, hence noisy) and log subsampling (every step below 100, every
+    10th below 1000, ...), so the many late steps do not dominate the fit."""
+    steps = np.arange(1, len(toy["tau"]) + 1)            # row n holds the loss after n-1 updates
+    smoothed = bnsl.log_moving_average(steps, toy["loss"])
+    keep = bnsl.log_subsample_mask(steps) & last_decade(toy["tau"])
+    fit = fit_time_power_law(toy["tau"][keep], smoothed[keep])
     fit["logit_scale_slope"], fit["logit_scale_slope_err"] = log_log_slope(toy["tau"][keep],
                                                                            toy["logit_scale"][keep])
     return fit
@@ -611,6 +624,7 @@ def toy_main(argv):
     parser.add_argument("--plot", metavar="FILE.png", default="timescale_toy.png",
                         help="where the figure goes (default timescale_toy.png; 'none' for no figure)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)   # [1024 x 128] tensors: more threads only add synchronisation
     settings = {key: getattr(args, key) for key in ("temperature", "lr", "steps", "vocab", "width",
                                                      "batch", "seed", "optimizer")}
     try:

@@ -92,6 +92,18 @@ def test_toy_loss_vanishes_when_the_student_copies_the_teacher():
     assert timescale.toy_loss(teacher / 0.5, teacher, x, 0.5).item() == pytest.approx(0.0, abs=1e-5)
 
 
+def test_hand_gradient_of_the_toy_equals_autograd():
+    teacher, student = torch.rand(16, 8) * 2 - 1, torch.randn(16, 8)
+    x = torch.randn(64, 8)
+    student.requires_grad_(True)
+    loss = timescale.toy_loss(student, teacher, x, 0.2)
+    loss.backward()
+    hand_loss, hand_gradient, _ = timescale.toy_loss_and_gradient(student.detach(), teacher,
+                                                                  timescale.rms_normalise(x), 0.2)
+    assert hand_loss == pytest.approx(loss.item(), rel=1e-5)
+    assert torch.allclose(hand_gradient, student.grad, atol=1e-6)
+
+
 def test_toy_logs_tau_as_lr_times_updates_and_learns():
     toy = timescale.train_toy(temperature=0.01, lr=0.05, steps=60, vocab=32, width=8, batch=64, seed=3)
     assert np.allclose(toy["tau"], 0.05 * np.arange(60))            # tau = lr t, constant LR
