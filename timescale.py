@@ -299,7 +299,9 @@ def fit_time_power_law(tau, loss):
               "L0_err": errors[2], "rsle": math.sqrt(rss / n), "n_points": n,
               "tau_first": tau[0], "tau_last": tau[-1]}
     problems = []
-    if not result["alpha_err"] < MAX_RELATIVE_ERROR * alpha:
+    if alpha == 0 or c == 0:
+        problems.append("no power-law decay in this window (the best fit is a constant)")
+    elif not result["alpha_err"] < MAX_RELATIVE_ERROR * alpha:
         problems.append(f"alpha is not pinned down by the data (alpha_err {result['alpha_err']:.2g} "
                         f"is more than {MAX_RELATIVE_ERROR:.0%} of alpha {alpha:.3g})")
     if alpha >= ALPHA_MAX - 1e-6:

@@ -174,6 +174,13 @@ def test_fitter_reports_a_large_error_when_the_data_cannot_pin_alpha():
     assert "not pinned" in fit["warning"]
 
 
+def test_a_rising_curve_is_flagged_as_no_decay():
+    tau = np.geomspace(1, 100, 30)
+    fit = timescale.fit_time_power_law(tau, 0.01 * tau ** 0.5)
+    assert fit["alpha"] == 0 or fit["c"] == 0
+    assert "no power-law decay" in fit["warning"]
+
+
 @pytest.mark.parametrize("tau, loss, message", [
     ([1, 2, 3], [3, 2, 1], "4 points"),
     ([1, 2, 3, 4], [3, 2, 0, 1], "positive"),
