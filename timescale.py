@@ -53,6 +53,7 @@ import torch
 from tqdm import tqdm
 
 import bnsl
+import zsl   # reads train.py's checkpoints and probe
 
 ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
 ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
@@ -164,7 +165,8 @@ def train_toy(temperature=TOY_DEFAULTS["temperature"], lr=TOY_DEFAULTS["lr"], st
     for n in tqdm(range(steps), desc=f"toy T={temperature:g}", unit="step", leave=False,
                   disable=not progress, file=sys.stderr):
         x = rms_normalise(torch.randn(batch, width, generator=generator))     # a fresh batch
-        losses[n], student.grad, student_logits = toy_loss_and_gradient(student, teacher, x, temperature)
+        losses[n], gradient, student_logits = toy_loss_and_gradient(student, teacher, x, temperature)
+        student.grad = gradient                  # the optimizer steps on our hand-made gradient
         scales[n] = logit_scale(student_logits)
         if not math.isfinite(losses[n]):
             raise TimeScaleError(f"the toy's loss became {losses[n]} at step {n}; try a smaller --lr")
@@ -389,7 +391,6 @@ def load_log(run_dir):
 def checkpoint_logit_scales(run_dir, progress=False):
     """The logit scale on the probe (std of the logits over the vocabulary, mean over the probe's
     tokens) after each checkpoint's update: [(step, scale)], in step order."""
-    import zsl   # zsl.py reads checkpoints and the probe for us
     probe_x = zsl.load_probe(run_dir)["x"]
     scales = []
     for path in tqdm(zsl.checkpoint_paths(run_dir), desc="logit scales", leave=False,
@@ -677,11 +678,7 @@ def runs_main(argv):
         results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
         if args.plot:
             plot_runs(results, args.plot)
-    except (bnsl.CurveError, OSError) as error:
-        parser.exit(2, f"timescale.py: error: {error}\n")
-    except Exception as error:                     # zsl.ZSLError: a bad probe or checkpoint
-        if type(error).__name__ != "ZSLError":
-            raise
+    except (bnsl.CurveError, zsl.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
         parser.exit(2, f"timescale.py: error: {error}\n")
     rows = [summary_row(r) for r in results]
     if args.json:
