@@ -372,6 +372,8 @@ def load_log(run_dir):
     columns = [header.index(name) for name in ("step", "loss", "lr")]
     values = []
     for line_number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
         try:
             values.append([float(row[column]) for column in columns])
         except (ValueError, IndexError):
