@@ -15,6 +15,7 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     zsl_loss.png          D(Δℓ) and M(Δℓ) against step, per size  (finding 4)
     zsl_grad.png          D(∇θℓ) against step, per size           (finding 5)
     zsl_hist.png          the histogram of C_j at the last checkpoint
+    timescale_runs.png    loss and logit scale against dynamic time τ = Σ lr (timescale.py's lens)
     report.md             the findings, each judged by a stated rule, with the numbers
     summary.json          every number in the report
 
@@ -35,6 +36,7 @@ import sys
 import numpy as np
 
 import bnsl
+import timescale
 import train
 import zsl
 
@@ -205,7 +207,7 @@ def plot_scaling(rows, path):
     plt.close(figure)
 
 
-def write_report(out_dir, args, rows, verdicts):
+def write_report(out_dir, args, rows, verdicts, sections=()):
     lines = ["# Loss deceleration and zero-sum learning at small scale", "",
              f"`python reproduce.py {' '.join(sys.argv[1:])}`: sizes {args.sizes}, {args.max_iters} steps, "
              f"warm-up {args.warmup_iters} from 10% of the peak LR ({args.learning_rate} x 64 / width"
@@ -228,6 +230,8 @@ def write_report(out_dir, args, rows, verdicts):
               "![L_d and r_d against model size](scaling.png)", "",
               "![D(Δℓ) and M(Δℓ) against step](zsl_loss.png)", "", "![D(∇θℓ) against step](zsl_grad.png)", "",
               "![histogram of C_j](zsl_hist.png)", ""]
+    for section in sections:  # the other lenses (timescale.py, ...), each a markdown section
+        lines += [section.strip(), ""]
     text = "\n".join(lines)
     train.atomic_write(os.path.join(out_dir, "report.md"), lambda f: f.write(text.encode()))
     return text
@@ -290,11 +294,15 @@ def main(argv=None):
         bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
         plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
         zsl.write_figures(summaries, args.out_dir)
+        # The other lenses on the same runs, each its own section of the report (and of summary.json)
+        run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
+        lens_texts, lens_numbers = {}, {}
+        lens_texts["timescale"], lens_numbers["timescale"] = timescale.report_section(run_dirs, fits, args.out_dir)
         verdicts = judge(rows)
-        report = write_report(args.out_dir, args, rows, verdicts)
+        report = write_report(args.out_dir, args, rows, verdicts, sections=list(lens_texts.values()))
         summary = {"args": vars(args), "sizes": rows,
                    "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
-                                for f, rule, holds, numbers in verdicts]}
+                                for f, rule, holds, numbers in verdicts], **lens_numbers}
         zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
     except (train.ConfigError, bnsl.CurveError, zsl.ZSLError) as e:
         sys.exit(f"reproduce.py: error: {e}")

@@ -1,0 +1,708 @@
+"""
+timescale.py: a second lens on the bend -- one-third time scaling of learning peaked distributions.
+
+Liu, Liu, Pehlevan, Gore, "Universal One-third Time Scaling in Learning Peaked Distributions"
+(arXiv 2602.03685; design.md section 7). Softmax + cross-entropy on a peaked target give a loss
+and a gradient that vanish as powers of the logit scale, so training slows into a power law in
+*dynamic time*, the summed learning rate:
+
+    tau_t = sum_{s <= t} lr_s                      (= lr t under a constant learning rate)
+    L(tau) ~ c tau^(-alpha) + L0,   alpha = 1/3
+
+The mechanism, for logits beta z against a teacher's beta* z (one scalar, the logit scale beta):
+
+    L(beta) = KL(softmax(beta* z) || softmax(beta z)),    dL/dbeta = E_beta[z] - E_beta*[z]
+
+For sqrt(2 ln V) << beta << beta*, L ~ 1/beta and |dL/dbeta| ~ 1/beta^2, so gradient flow
+dbeta/dtau = -dL/dbeta ~ beta^-2 gives beta ~ tau^(1/3) and L ~ tau^(-1/3).
+
+Read top to bottom:
+  1. dynamic time
+  2. the mechanism: one logit scale beta
+  3. the toy: their teacher-student softmax head (exp-1 of liuyz0/TimeScaling)
+  4. the fit  log L = log(c tau^-alpha + L0), by variable projection (as in bnsl.py)
+  5. our runs through the same lens: tau from log.csv, the logit scale at every checkpoint
+  6. figures and the report section
+  7. command line
+
+The fit window, a rule stated before any measurement: the last decade of dynamic time,
+tau >= tau_T / 10 (a power-law exponent needs a decade; the end of training is where a slow
+phase lives). For our runs we also fit from t_d (bnsl.py's 1-break fit) to the end, to ask
+whether the slow phase after the bend is the tau^(-1/3) phase, and compare the log-log slope
+of the logit scale against tau before and after t_d.
+
+    python timescale.py toy                         # the paper's toy: alpha, figure timescale_toy.png
+    python timescale.py toy --temperature=0.1 --lr=0.01 --json
+    python timescale.py runs/a runs/b --plot timescale.png
+
+Python API (used by the tests and reproduce.py):
+    dynamic_time(lrs); scalar_beta_loss(beta, beta_star, z); scalar_beta_grad(beta, beta_star, z)
+    toy_loss(student, teacher, x, temperature); train_toy(...) -> dict
+    fit_time_power_law(tau, loss) -> dict;  log_log_slope(tau, values) -> (slope, error)
+    analyse_run(run_dir) -> dict;  report_section(run_dirs, fits, out_dir) -> (markdown, dict)
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import bnsl
+import zsl   # reads train.py's checkpoints and probe
+
+ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
+ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
+WINDOW_DECADES = 1.0                   # the fit window: tau >= tau_T / 10^WINDOW_DECADES
+MAX_RELATIVE_ERROR = 0.5               # alpha is "pinned" when alpha_err < 50 % of alpha
+PAPER_PYTHIA_ALPHA = {"70M": (0.341, 0.028), "410M": (0.367, 0.013), "2.8B": (0.337, 0.013),
+                      "12B": (0.307, 0.016)}
+TOY_DEFAULTS = dict(temperature=1e-3, lr=0.081, steps=2000, vocab=128, width=32, batch=1024, seed=0,
+                    optimizer="adam", control_temperature=0.37)
+
+
+class TimeScaleError(bnsl.CurveError):
+    """Bad input. The command line prints it as one line and exits with status 2."""
+
+
+# ---------------------------------------------------------------- 1. dynamic time
+
+def dynamic_time(lrs):
+    """tau_t = sum_{s <= t} lr_s: the dynamic time after update t (lrs[0] is update 1's lr)."""
+    return np.cumsum(np.asarray(lrs, dtype=float))
+
+
+# ---------------------------------------------------------------- 2. the mechanism: one logit scale
+
+def scalar_beta_loss(beta, beta_star, z):
+    """L(beta) = KL(softmax(beta* z) || softmax(beta z)) = sum_v p*_v (log p*_v - log p_v).
+
+    z: [V] or [N, V] fixed logit directions; the result is the mean over rows. Works on numbers
+    and on tensors (autograd flows through beta)."""
+    z = torch.as_tensor(z, dtype=torch.float64)
+    log_p_star = torch.log_softmax(beta_star * z, dim=-1)
+    log_p = torch.log_softmax(beta * z, dim=-1)
+    return (log_p_star.exp() * (log_p_star - log_p)).sum(-1).mean()
+
+
+def scalar_beta_grad(beta, beta_star, z):
+    """dL/dbeta = E_beta[z] - E_beta*[z] (mean over rows): the student's expected logit direction
+    minus the teacher's. Zero at beta = beta*; it vanishes as beta grows past sqrt(2 ln V)."""
+    z = torch.as_tensor(z, dtype=torch.float64)
+    expected_student = (torch.softmax(beta * z, dim=-1) * z).sum(-1)        # E_beta[z]
+    expected_teacher = (torch.softmax(beta_star * z, dim=-1) * z).sum(-1)   # E_beta*[z]
+    return (expected_student - expected_teacher).mean()
+
+
+# ---------------------------------------------------------------- 3. the toy
+
+def rms_normalise(x):
+    """x / sqrt(mean(x^2)) per row: an RMSNorm with no learned gain."""
+    return x / x.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
+
+
+def toy_loss(student, teacher, x, temperature):
+    """The toy's loss KL(teacher || student) = sum_v p_v (log p_v - log q_v), batch mean, on
+    RMS-normalised x; only the teacher's logits are divided by the temperature.
+    student, teacher: [V, d] weight matrices; x: [B, d]. Differentiable (autograd)."""
+    x = rms_normalise(x)
+    log_p_teacher = torch.log_softmax(x @ teacher.T / temperature, dim=-1)
+    log_p_student = torch.log_softmax(x @ student.T, dim=-1)
+    return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1).mean()
+
+
+def toy_loss_and_gradient(student, teacher, x, temperature):
+    """toy_loss and its gradient with respect to the student's weights, by hand (no autograd).
+
+    With teacher probabilities p and student probabilities q = softmax(W x), the gradient of the
+    KL with respect to the student's logits is q - p (softmax + cross-entropy), so
+    dL/dW = (q - p)^T x / B. x must already be RMS-normalised. Returns (loss, dL/dW, logits)."""
+    teacher_logits, student_logits = x @ teacher.T / temperature, x @ student.T
+    log_p_teacher = torch.log_softmax(teacher_logits, dim=-1)
+    log_p_student = torch.log_softmax(student_logits, dim=-1)
+    # exp of a very negative float32 is ~10x slower on CPU than of a moderate one; a peaked
+    # teacher has many: p < e^-80 ~ 2e-35 are raised to e^-80, invisible at float32 precision
+    p_teacher = log_p_teacher.clamp(min=-80).exp()
+    loss = (p_teacher * (log_p_teacher - log_p_student)).sum(-1).mean()
+    gradient = (log_p_student.exp() - p_teacher).T @ x / len(x)          # (q - p)^T x / B
+    return loss.item(), gradient, student_logits
+
+
+def logit_scale(logits):
+    """The logit scale: the std of the logits over the vocabulary, mean over rows (tokens)."""
+    centred = logits - logits.mean(dim=-1, keepdim=True)
+    return centred.pow(2).mean(dim=-1).sqrt().mean().item()   # (torch's .std is 7x slower here)
+
+
+def train_toy(temperature=TOY_DEFAULTS["temperature"], lr=TOY_DEFAULTS["lr"], steps=TOY_DEFAULTS["steps"],
+              vocab=TOY_DEFAULTS["vocab"], width=TOY_DEFAULTS["width"], batch=TOY_DEFAULTS["batch"],
+              seed=TOY_DEFAULTS["seed"], optimizer="adam", progress=False):
+    """Train a zero-initialised student head on a fresh batch per step; log loss and logit scale.
+
+    The setup of their exp-1: x ~ N(0, I_width), RMS-normalised; teacher Linear(width -> vocab,
+    no bias) with PyTorch's default init U(-1/sqrt(width), 1/sqrt(width)); student the same
+    shape, all zeros. Returns arrays over n = 0 .. steps-1 updates done: tau (= n lr), the loss
+    of the batch drawn after n updates (before update n+1) and the student's logit scale on it."""
+    if optimizer not in ("adam", "sgd"):
+        raise TimeScaleError(f"optimizer {optimizer!r}: choose adam or sgd")
+    for name, value in (("temperature", temperature), ("lr", lr)):
+        if not (value > 0 and math.isfinite(value)):
+            raise TimeScaleError(f"--{name} must be a positive number, got {value}")
+    for name, value in (("steps", steps), ("vocab", vocab), ("width", width), ("batch", batch)):
+        if value < 2:
+            raise TimeScaleError(f"--{name} must be at least 2, got {value}")
+    generator = torch.Generator().manual_seed(seed)
+    bound = 1 / math.sqrt(width)
+    teacher = (torch.rand(vocab, width, generator=generator) * 2 - 1) * bound   # U(-1/sqrt(d), 1/sqrt(d))
+    student = torch.zeros(vocab, width)
+    opt = (torch.optim.Adam([student], lr=lr) if optimizer == "adam"
+           else torch.optim.SGD([student], lr=lr))
+    losses, scales = np.zeros(steps), np.zeros(steps)
+    for n in tqdm(range(steps), desc=f"toy T={temperature:g}", unit="step", leave=False,
+                  disable=not progress, file=sys.stderr):
+        x = rms_normalise(torch.randn(batch, width, generator=generator))     # a fresh batch
+        losses[n], gradient, student_logits = toy_loss_and_gradient(student, teacher, x, temperature)
+        student.grad = gradient                  # the optimizer steps on our hand-made gradient
+        scales[n] = logit_scale(student_logits)
+        if not math.isfinite(losses[n]):
+            raise TimeScaleError(f"the toy's loss became {losses[n]} at step {n}; try a smaller --lr")
+        opt.step()
+    return {"tau": lr * np.arange(steps), "loss": losses, "logit_scale": scales,
+            "settings": dict(temperature=temperature, lr=lr, steps=steps, vocab=vocab, width=width,
+                             batch=batch, seed=seed, optimizer=optimizer)}
+
+
+# ---------------------------------------------------------------- 4. the fit
+
+def box_least_squares(rows, targets, lower, upper):
+    """min |rows x - targets|^2 for two unknowns with lower <= x <= upper.
+
+    With G = rows^T rows and g = rows^T targets the objective is x^T G x - 2 g^T x + const.
+    A convex quadratic on a box has its minimum inside (the unconstrained solution) or on an
+    edge; on an edge it is a one-unknown problem whose solution is clipped to the edge."""
+    gram, moments = rows.T @ rows, rows.T @ targets
+    objective = lambda x: x @ gram @ x - 2 * moments @ x
+    if abs(np.linalg.det(gram)) > 1e-12 * np.trace(gram) ** 2:
+        solution = np.linalg.solve(gram, moments)
+        if np.all(solution >= lower) and np.all(solution <= upper):
+            return solution
+    best = None
+    for fixed in (0, 1):
+        free = 1 - fixed
+        for value in (lower[fixed], upper[fixed]):
+            if not np.isfinite(value):
+                continue
+            x = np.empty(2)
+            x[fixed] = value   # d/dx_free = 0:  G_ff x_free = g_f - G_f,fixed value
+            x[free] = min(max((moments[free] - gram[free, fixed] * value) / max(gram[free, free], 1e-300),
+                              lower[free]), upper[free])
+            if best is None or objective(x) < objective(best):
+                best = x
+    return best
+
+
+def fit_for_alpha(alpha, tau, log_loss, L0_max, iterations=50):
+    """For fixed alpha, the (c, L0) minimising RSS = sum (log(c u + L0) - log L)^2, u = tau^-alpha,
+    with c >= 0 and 0 <= L0 <= L0_max. Returns (c, L0, RSS).
+
+    The model m = c u + L0 is linear in (c, L0) but the residual is in log space, so we use
+    Gauss-Newton: around the current model m_hat, log m ~ log m_hat + (m - m_hat) / m_hat, a
+    linear least-squares problem in (c, L0) with rows [u / m_hat, 1 / m_hat] and targets
+    1 + log L - log m_hat. The first m_hat is the data itself (a relative-error fit)."""
+    u = tau ** -alpha
+    lower, upper = np.array([0.0, 0.0]), np.array([np.inf, L0_max])
+
+    def rss_of(params):
+        model = params[0] * u + params[1]
+        if np.any(model <= 0):
+            return np.inf
+        residual = np.log(model) - log_loss
+        return residual @ residual
+
+    m_hat = np.exp(log_loss)
+    params = box_least_squares(np.stack([u / m_hat, 1 / m_hat], axis=1), np.ones_like(u), lower, upper)
+    rss = rss_of(params)
+    for _ in range(iterations):
+        m_hat = params[0] * u + params[1]
+        rows = np.stack([u / m_hat, 1 / m_hat], axis=1)
+        proposal = box_least_squares(rows, 1 + log_loss - np.log(m_hat), lower, upper)
+        for _ in range(30):                       # halve the step until the RSS does not rise
+            new_rss = rss_of(proposal)
+            if new_rss <= rss:
+                break
+            proposal = (proposal + params) / 2
+        else:
+            break
+        converged = rss - new_rss <= 1e-14 * max(rss, 1e-300)
+        params, rss = proposal, new_rss
+        if converged:
+            break
+    return params[0], params[1], rss
+
+
+def fit_time_power_law(tau, loss):
+    """Fit log L = log(c tau^-alpha + L0) by least squares in log space (their fit).
+
+    alpha in [0, ALPHA_MAX], c >= 0, 0 <= L0 <= the last loss. Variable projection: for each
+    alpha on a grid the best (c, L0) (fit_for_alpha), so RSS(alpha) is a curve in one unknown;
+    its grid minimum is refined by golden-section search. Errors: sigma^2 (J^T J)^-1 with
+    sigma^2 = RSS / (n - 3) and J = d log(model) / d(c, alpha, L0) (what curve_fit reports).
+    Returns alpha, c, L0 and their errors, the RSLE, and a warning when alpha is not pinned."""
+    tau, loss = np.asarray(tau, dtype=float), np.asarray(loss, dtype=float)
+    if tau.shape != loss.shape or tau.ndim != 1:
+        raise TimeScaleError(f"tau and loss must be 1-D arrays of one length, got {tau.shape} and {loss.shape}")
+    if len(tau) < 4:
+        raise TimeScaleError(f"{len(tau)} points in the fit window, but the fit has 3 parameters; "
+                             "give a longer curve (at least 4 points)")
+    if not (np.all(np.isfinite(tau)) and np.all(np.isfinite(loss))):
+        raise TimeScaleError("tau and the losses must be finite numbers (found nan or inf); "
+                             "a diverged run cannot be fitted")
+    if np.any(loss <= 0):
+        raise TimeScaleError(f"losses must be positive to take their log (found {loss.min():g})")
+    if np.any(tau <= 0):
+        raise TimeScaleError(f"dynamic time must be positive (found tau = {tau.min():g}); drop the "
+                             "points before the first update or with a zero learning rate")
+    log_loss, L0_max = np.log(loss), loss[-1]
+    profile = lambda alpha: fit_for_alpha(alpha, tau, log_loss, L0_max)[2]
+    grid_rss = np.array([profile(alpha) for alpha in ALPHA_GRID])
+    best = int(np.argmin(grid_rss))
+    # golden-section search for the minimum of RSS(alpha) between the grid neighbours
+    low, high = ALPHA_GRID[max(best - 1, 0)], ALPHA_GRID[min(best + 1, len(ALPHA_GRID) - 1)]
+    golden = (math.sqrt(5) - 1) / 2
+    a, b = high - golden * (high - low), low + golden * (high - low)
+    rss_a, rss_b = profile(a), profile(b)
+    for _ in range(30):                           # the bracket shrinks to 0.1 * 0.618^30 ~ 1e-7
+        if rss_a <= rss_b:
+            high, b, rss_b = b, a, rss_a
+            a = high - golden * (high - low)
+            rss_a = profile(a)
+        else:
+            low, a, rss_a = a, b, rss_b
+            b = low + golden * (high - low)
+            rss_b = profile(b)
+    alpha = min((ALPHA_GRID[best], grid_rss[best]), (a, rss_a), (b, rss_b), key=lambda p: p[1])[0]
+    c, L0, rss = fit_for_alpha(alpha, tau, log_loss, L0_max)
+
+    n = len(tau)
+    u = tau ** -alpha
+    model = c * u + L0
+    jacobian = np.stack([u / model, -c * u * np.log(tau) / model, 1 / model], axis=1)
+    try:
+        covariance = rss / (n - 3) * np.linalg.inv(jacobian.T @ jacobian)
+        errors = np.sqrt(np.abs(np.diag(covariance)))
+    except np.linalg.LinAlgError:                 # the data cannot separate c, alpha and L0
+        errors = np.full(3, np.inf)
+    errors = np.where(np.isfinite(errors), errors, np.inf)
+    result = {"alpha": alpha, "alpha_err": errors[1], "c": c, "c_err": errors[0], "L0": L0,
+              "L0_err": errors[2], "rsle": math.sqrt(rss / n), "n_points": n,
+              "tau_first": tau[0], "tau_last": tau[-1]}
+    problems = []
+    if alpha == 0 or c == 0:
+        problems.append("no power-law decay in this window (the best fit is a constant)")
+    elif not result["alpha_err"] < MAX_RELATIVE_ERROR * alpha:
+        problems.append(f"alpha is not pinned down by the data (alpha_err {result['alpha_err']:.2g} "
+                        f"is more than {MAX_RELATIVE_ERROR:.0%} of alpha {alpha:.3g})")
+    if alpha >= ALPHA_MAX - 1e-6:
+        problems.append(f"alpha hit the search limit {ALPHA_MAX:g}")
+    result["warning"] = "; ".join(problems) or None
+    return result
+
+
+def time_power_law_curve(fit, tau):
+    """c tau^-alpha + L0 from a fit_time_power_law result."""
+    return fit["c"] * np.asarray(tau, dtype=float) ** -fit["alpha"] + fit["L0"]
+
+
+def log_log_slope(tau, values):
+    """Ordinary least-squares slope of log(values) against log(tau), and its 1-sigma error."""
+    tau, values = np.asarray(tau, dtype=float), np.asarray(values, dtype=float)
+    keep = (tau > 0) & (values > 0)
+    if keep.sum() < 2:
+        return float("nan"), float("nan")
+    x, y = np.log(tau[keep]), np.log(values[keep])
+    design = np.stack([np.ones_like(x), x], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+    if keep.sum() < 3:
+        return coefficients[1], float("nan")
+    residual = y - design @ coefficients
+    variance = residual @ residual / (len(x) - 2) / ((x - x.mean()) @ (x - x.mean()))
+    return coefficients[1], math.sqrt(variance)
+
+
+def last_decade(tau):
+    """The fit window rule: tau >= tau_T / 10^WINDOW_DECADES (and tau > 0)."""
+    tau = np.asarray(tau, dtype=float)
+    return (tau > 0) & (tau >= tau[-1] / 10 ** WINDOW_DECADES)
+
+
+def fit_toy(toy):
+    """The exponent of a toy run over the last decade of tau, and the logit scale's slope there.
+
+    The curve is prepared as bnsl.py prepares ours: a log moving average (the per-step loss of a
+    peaked teacher is heavy-tailed, hence noisy) and log subsampling (every step below 100, every
+    10th below 1000, ...), so the many late steps do not dominate the fit."""
+    steps = np.arange(1, len(toy["tau"]) + 1)            # row n holds the loss after n-1 updates
+    smoothed = bnsl.log_moving_average(steps, toy["loss"])
+    keep = bnsl.log_subsample_mask(steps) & last_decade(toy["tau"])
+    fit = fit_time_power_law(toy["tau"][keep], smoothed[keep])
+    fit["logit_scale_slope"], fit["logit_scale_slope_err"] = log_log_slope(toy["tau"][keep],
+                                                                           toy["logit_scale"][keep])
+    return fit
+
+
+# ---------------------------------------------------------------- 5. our runs through the same lens
+
+def load_log(run_dir):
+    """(steps, losses, lrs) from a train.py run directory's log.csv (columns step, loss, lr)."""
+    path = os.path.join(run_dir, "log.csv")
+    if not os.path.isdir(run_dir):
+        raise TimeScaleError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+    if not os.path.isfile(path):
+        raise TimeScaleError(f"{run_dir}: no log.csv; pass the --out_dir of a train.py run "
+                             "(log.csv is written while it trains)")
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    header = [name.strip() for name in rows[0]] if rows else []
+    if not {"step", "loss", "lr"} <= set(header):
+        raise TimeScaleError(f"{path}: the first row must name 'step', 'loss' and 'lr' columns")
+    columns = [header.index(name) for name in ("step", "loss", "lr")]
+    values = []
+    for line_number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            values.append([float(row[column]) for column in columns])
+        except (ValueError, IndexError):
+            raise TimeScaleError(f"{path}, line {line_number}: cannot read a step, a loss and an lr "
+                                 f"from {','.join(row)!r}; fix or delete that line") from None
+    steps, losses, lrs = np.array(values).reshape(-1, 3).T
+    bnsl.check_curve(steps, losses, path)
+    if not (np.all(np.isfinite(lrs)) and np.all(lrs >= 0)):
+        raise TimeScaleError(f"{path}: learning rates must be finite and >= 0")
+    if np.any(steps != np.arange(1, len(steps) + 1)):
+        raise TimeScaleError(f"{path}: steps must run 1, 2, 3, ... with none missing, to sum the "
+                             "learning rates into tau; was the log cut or edited?")
+    return steps, losses, lrs
+
+
+@torch.no_grad()
+def checkpoint_logit_scales(run_dir, progress=False):
+    """The logit scale on the probe (std of the logits over the vocabulary, mean over the probe's
+    tokens) after each checkpoint's update: [(step, scale)], in step order."""
+    probe_x = zsl.load_probe(run_dir)["x"]
+    scales = []
+    for path in tqdm(zsl.checkpoint_paths(run_dir), desc="logit scales", leave=False,
+                     disable=not progress, file=sys.stderr):
+        model, checkpoint = zsl.load_checkpoint(path)
+        logits, _ = model(probe_x)
+        scales.append((int(checkpoint["step"]), logit_scale(logits.float())))
+    return scales
+
+
+def deceleration_step(run_dir):
+    """t_d from bnsl.py's 1-break fit with its default preprocessing; None if not supported."""
+    fit = bnsl.fit_bnsl(*bnsl.prepare_curve(*bnsl.load_curve(run_dir)), breaks=1)
+    return fit["t_d"] if fit["supported"] else None
+
+
+def analyse_run(run_dir, t_d="fit", name=None, progress=False):
+    """alpha and the logit scale's growth of one train.py run, against tau = sum lr.
+
+    The curve is prepared as in bnsl.py (log moving average, log subsampling). Windows:
+    the last decade of tau (the rule), and from t_d to the end. t_d="fit" asks bnsl.py; give a
+    number to reuse a fit (reproduce.py does), or None for no t_d."""
+    steps, losses, lrs = load_log(run_dir)
+    tau_after = dynamic_time(lrs)                # tau after update s
+    tau_before = tau_after - lrs                 # log.csv's loss at step s is measured before update s
+    smoothed = bnsl.log_moving_average(steps, losses)
+    keep = bnsl.log_subsample_mask(steps) & (tau_before > 0)
+    steps, tau, loss = steps[keep], tau_before[keep], smoothed[keep]
+    window = last_decade(tau)
+    fit = fit_time_power_law(tau[window], loss[window])
+    fit["first_step"] = steps[window][0]
+    if t_d == "fit":
+        try:
+            t_d = deceleration_step(run_dir)
+        except bnsl.CurveError:                  # a curve too short for a break: no t_d
+            t_d = None
+    result = {"name": name or os.path.basename(os.path.normpath(run_dir)), "run_dir": run_dir,
+              "t_d": t_d, "tau_d": None, "steps": steps, "tau": tau, "loss": loss, "fit": fit}
+    result["fit_after_t_d"] = None
+    scales = checkpoint_logit_scales(run_dir, progress)
+    scale_steps = np.array([s for s, _ in scales], dtype=int)
+    scale_tau = tau_after[scale_steps - 1] if len(scales) else np.zeros(0)
+    scale_values = np.array([v for _, v in scales])
+    result.update(scale_steps=scale_steps, scale_tau=scale_tau, logit_scale=scale_values)
+    in_window = scale_tau >= tau[window][0]
+    result["logit_scale_slope"], result["logit_scale_slope_err"] = log_log_slope(
+        scale_tau[in_window], scale_values[in_window])
+    result["logit_scale_slope_before_t_d"] = result["logit_scale_slope_after_t_d"] = None
+    if t_d is not None:
+        result["tau_d"] = tau_after[min(int(round(t_d)), len(tau_after)) - 1]
+        after = steps >= t_d
+        if after.sum() >= 4:
+            result["fit_after_t_d"] = fit_time_power_law(tau[after], loss[after])
+            result["fit_after_t_d"]["first_step"] = steps[after][0]
+        result["logit_scale_slope_before_t_d"] = log_log_slope(scale_tau[scale_steps <= t_d],
+                                                               scale_values[scale_steps <= t_d])
+        result["logit_scale_slope_after_t_d"] = log_log_slope(scale_tau[scale_steps >= t_d],
+                                                              scale_values[scale_steps >= t_d])
+    return result
+
+
+# ---------------------------------------------------------------- 6. figures and the report section
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_toy(toy, fit, control, path):
+    """The paper's figure: loss against tau on log-log axes with the fitted c tau^-alpha + L0
+    (the window in bold), the high-temperature control, and the logit scale against tau."""
+    plt = _pyplot()
+    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(10, 4))
+    runs = [(toy, "C0", f"T={toy['settings']['temperature']:g}")]
+    if control is not None:
+        runs.append((control, "0.5", f"T={control['settings']['temperature']:g} (control)"))
+    for run, colour, label in runs:
+        positive = (run["tau"] > 0) & (run["loss"] > 0)
+        ax_loss.plot(run["tau"][positive], run["loss"][positive], color=colour, lw=1, label=label)
+        ax_scale.plot(run["tau"][run["tau"] > 0], run["logit_scale"][run["tau"] > 0], color=colour, lw=1,
+                      label=label)
+    dense = np.geomspace(fit["tau_first"], fit["tau_last"], 100)
+    ax_loss.plot(dense, time_power_law_curve(fit, dense), "k--", lw=1.5,
+                 label=f"fit: {fit['c']:.3g} τ^-{fit['alpha']:.3f} + {fit['L0']:.3g}")
+    scale_at_end = toy["logit_scale"][-1]
+    ax_scale.plot(dense, scale_at_end * (dense / toy["tau"][-1]) ** fit["logit_scale_slope"], "k--", lw=1.5,
+                  label=f"slope {fit['logit_scale_slope']:.3f}")
+    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="KL(teacher ‖ student)",
+                title=f"α = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3)")
+    ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="logit scale (std over vocab)",
+                 title="the student's logit scale")
+    for axes in (ax_loss, ax_scale):
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_runs(results, path):
+    """Our runs like the toy: loss against tau (log-log) with the two fits, t_d marked, and the
+    logit scale on the probe against tau; one colour per run."""
+    plt = _pyplot()
+    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for index, r in enumerate(results):
+        colour = f"C{index % 10}"
+        fit = r["fit"]
+        ax_loss.plot(r["tau"], r["loss"], color=colour, lw=2, alpha=0.3)
+        dense = np.geomspace(fit["tau_first"], fit["tau_last"], 100)
+        ax_loss.plot(dense, time_power_law_curve(fit, dense), color=colour, lw=1.2,
+                     label=f"{r['name']}: α={fit['alpha']:.2f}±{fit['alpha_err']:.2f} (last decade)")
+        if r["fit_after_t_d"] is not None:
+            after = r["fit_after_t_d"]
+            dense = np.geomspace(after["tau_first"], after["tau_last"], 100)
+            ax_loss.plot(dense, time_power_law_curve(after, dense), color=colour, lw=1, ls="--",
+                         label=f"{r['name']}: α={after['alpha']:.2f}±{after['alpha_err']:.2f} (from t_d)")
+        ax_scale.plot(r["scale_tau"], r["logit_scale"], "o-", color=colour, ms=3, lw=1,
+                      label=f"{r['name']}: slope {r['logit_scale_slope']:.2f} (last decade)")
+        if r["tau_d"] is not None:
+            for axes in (ax_loss, ax_scale):
+                axes.axvline(r["tau_d"], color=colour, lw=0.6, ls=":")
+    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="training loss (smoothed)",
+                title="c τ^-α + L0 (solid: last decade of τ; dashed: from t_d; dotted: t_d)")
+    ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr",
+                 ylabel="logit scale on the probe", title="std of the logits over the vocabulary")
+    for axes in (ax_loss, ax_scale):
+        axes.legend(fontsize=7)
+        axes.grid(alpha=0.3, which="both")
+    ax_loss.title.set_fontsize(8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plus_minus(value, error, digits=3):
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}" + (f" ± {error:.{digits}f}" if error is not None and np.isfinite(error) else "")
+
+
+def summary_row(r):
+    """The numbers of one analysed run, JSON-ready (no arrays)."""
+    fit, after = r["fit"], r["fit_after_t_d"]
+    slope_before = r["logit_scale_slope_before_t_d"] or (None, None)
+    slope_after = r["logit_scale_slope_after_t_d"] or (None, None)
+    return {"name": r["name"], "t_d": r["t_d"], "tau_d": r["tau_d"],
+            "alpha": fit["alpha"], "alpha_err": fit["alpha_err"], "c": fit["c"], "L0": fit["L0"],
+            "L0_err": fit["L0_err"], "rsle": fit["rsle"], "window_first_step": fit["first_step"],
+            "window_tau": [fit["tau_first"], fit["tau_last"]], "warning": fit["warning"],
+            "alpha_after_t_d": after["alpha"] if after else None,
+            "alpha_after_t_d_err": after["alpha_err"] if after else None,
+            "L0_after_t_d": after["L0"] if after else None,
+            "warning_after_t_d": after["warning"] if after else None,
+            "logit_scale_slope": r["logit_scale_slope"], "logit_scale_slope_err": r["logit_scale_slope_err"],
+            "logit_scale_slope_before_t_d": slope_before[0], "logit_scale_slope_before_t_d_err": slope_before[1],
+            "logit_scale_slope_after_t_d": slope_after[0], "logit_scale_slope_after_t_d_err": slope_after[1],
+            "logit_scale": [[int(s), float(t), float(v)]
+                            for s, t, v in zip(r["scale_steps"], r["scale_tau"], r["logit_scale"])]}
+
+
+def markdown_table(rows):
+    lines = ["| run | t_d | α, last decade of τ (steps) | L0 | RSLE | α from t_d | logit-scale slope, last decade "
+             "| before t_d / after t_d |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        t_d = "n/a" if row["t_d"] is None else f"{row['t_d']:.0f}"
+        lines.append(
+            f"| {row['name']} | {t_d} | "
+            f"{plus_minus(row['alpha'], row['alpha_err'])} ({row['window_first_step']:.0f}+) | {row['L0']:.3f} | "
+            f"{row['rsle']:.4f} | {plus_minus(row['alpha_after_t_d'], row['alpha_after_t_d_err'])} | "
+            f"{plus_minus(row['logit_scale_slope'], row['logit_scale_slope_err'])} | "
+            f"{plus_minus(row['logit_scale_slope_before_t_d'], None, 2)} / "
+            f"{plus_minus(row['logit_scale_slope_after_t_d'], None, 2)} |")
+    return lines
+
+
+def report_section(run_dirs, fits, out_dir, progress=True):
+    """reproduce.py's section on this lens: (markdown text, JSON-ready dict); writes
+    timescale_runs.png into out_dir. fits: bnsl.py fit dicts of the runs (their name and t_d)."""
+    results = [analyse_run(run_dir, t_d=fit["t_d"] if fit.get("supported", True) else None,
+                           name=fit.get("name"), progress=progress)
+               for run_dir, fit in zip(run_dirs, fits)]
+    plot_runs(results, os.path.join(out_dir, "timescale_runs.png"))
+    rows = [summary_row(r) for r in results]
+    pythia = ", ".join(f"{size} {alpha:.3f}±{error:.3f}" for size, (alpha, error) in PAPER_PYTHIA_ALPHA.items())
+    lines = ["## A second lens: one-third time scaling (arXiv 2602.03685)", "",
+             "The loss against dynamic time τ = Σ lr, fitted as log L = log(c τ^-α + L0) over the last "
+             "decade of τ (the stated rule) and from t_d to the end; the logit scale is the std of the "
+             "logits over the vocabulary on the probe, mean over its tokens, at each checkpoint, with "
+             "its log–log slope against τ. The paper's theory: α = 1/3 and a logit scale growing as "
+             f"τ^(1/3); its Pythia fits: α {pythia}.", ""]
+    lines += markdown_table(rows)
+    lines += [""] + [f"- {row['name']}: {row['warning']}" for row in rows if row["warning"]]
+    lines += ["", "![loss and logit scale against dynamic time](timescale_runs.png)", ""]
+    return "\n".join(lines), {"rule": f"fit window: tau >= tau_T / 10^{WINDOW_DECADES:g}; "
+                                      "also from t_d (bnsl.py) to the end", "runs": rows}
+
+
+# ---------------------------------------------------------------- 7. command line
+
+def as_json(value):
+    """numpy numbers to plain ones, nan/inf to null (JSON has no nan), recursively."""
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_json(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return as_json(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"timescale.py: error: {message} (see python timescale.py --help)\n")
+        sys.exit(2)
+
+
+def toy_main(argv):
+    parser = OneLineParser(prog="timescale.py toy", allow_abbrev=False,
+                           description="The paper's teacher-student softmax head: loss against tau = "
+                           "sum lr, the fitted exponent alpha (1/3 in theory) and the logit scale.")
+    for key, kind, text in (("temperature", float, "the teacher's temperature"),
+                            ("lr", float, "learning rate (constant)"), ("steps", int, "updates"),
+                            ("vocab", int, "vocabulary V"), ("width", int, "input width d"),
+                            ("batch", int, "fresh samples per step"), ("seed", int, "random seed"),
+                            ("control_temperature", float, "the high-temperature control; 0 for none")):
+        parser.add_argument(f"--{key}", type=kind, default=TOY_DEFAULTS[key],
+                            help=f"{text} (default {TOY_DEFAULTS[key]})")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default adam")
+    parser.add_argument("--json", action="store_true", help="print the fitted numbers as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", default="timescale_toy.png",
+                        help="where the figure goes (default timescale_toy.png; 'none' for no figure)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)   # [1024 x 128] tensors: more threads only add synchronisation
+    settings = {key: getattr(args, key) for key in ("temperature", "lr", "steps", "vocab", "width",
+                                                     "batch", "seed", "optimizer")}
+    try:
+        toy = train_toy(**settings, progress=True)
+        fit = fit_toy(toy)
+        control = None
+        if args.control_temperature:
+            control = train_toy(**{**settings, "temperature": args.control_temperature}, progress=True)
+        if args.plot != "none":
+            plot_toy(toy, fit, control, args.plot)
+    except (TimeScaleError, OSError) as error:
+        parser.exit(2, f"timescale.py: error: {error}\n")
+    out = {**toy["settings"], **{key: fit[key] for key in (
+        "alpha", "alpha_err", "c", "c_err", "L0", "L0_err", "rsle", "logit_scale_slope",
+        "logit_scale_slope_err", "tau_first", "tau_last", "n_points", "warning")},
+           "final_loss": toy["loss"][-1], "final_logit_scale": toy["logit_scale"][-1]}
+    if control is not None:
+        out["control"] = {"temperature": args.control_temperature, "final_loss": control["loss"][-1],
+                          "loss_at_step_100": control["loss"][min(100, args.steps - 1)]}
+    if args.json:
+        print(json.dumps(as_json(out), indent=1))
+        return
+    print(f"toy: T={args.temperature:g}, lr={args.lr:g} ({args.optimizer}), {args.steps} steps, "
+          f"V={args.vocab}, d={args.width}, batch {args.batch}, seed {args.seed}")
+    print(f"  alpha = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3), c = {fit['c']:.3g}, "
+          f"L0 = {fit['L0']:.3g}, RSLE {fit['rsle']:.3f}, over tau {fit['tau_first']:.3g}..{fit['tau_last']:.3g}"
+          + (f"  [{fit['warning']}]" if fit["warning"] else ""))
+    print(f"  logit scale slope = {fit['logit_scale_slope']:.3f} ± {fit['logit_scale_slope_err']:.3f} "
+          f"(paper: 1/3); final loss {toy['loss'][-1]:.4g}")
+    if control is not None:
+        print(f"  control T={args.control_temperature:g}: loss {control['loss'][0]:.3g} -> "
+              f"{out['control']['loss_at_step_100']:.3g} at step 100 -> {control['loss'][-1]:.3g}")
+    if args.plot != "none":
+        print(f"  figure: {args.plot}")
+
+
+def runs_main(argv):
+    parser = OneLineParser(prog="timescale.py", allow_abbrev=False,
+                           description="Our runs through the one-third lens: alpha of the loss "
+                           "against tau = sum lr, and the logit scale at every checkpoint.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py run directories")
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="save the figure (loss and logit scale vs tau)")
+    args = parser.parse_args(argv)
+    try:
+        for run_dir in args.run_dirs:              # fail before any long computation
+            load_log(run_dir)
+        results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
+        if args.plot:
+            plot_runs(results, args.plot)
+    except (bnsl.CurveError, zsl.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
+        parser.exit(2, f"timescale.py: error: {error}\n")
+    rows = [summary_row(r) for r in results]
+    if args.json:
+        print(json.dumps(as_json(rows), indent=1))
+        return
+    print("\n".join(markdown_table(rows)))
+    for row in rows:
+        if row["warning"]:
+            print(f"{row['name']}: {row['warning']}")
+    print(f"(α: fit of log L = log(c τ^-α + L0) over the last decade of τ = Σ lr, and from t_d; "
+          f"paper's Pythia α 0.31-0.37)")
+    if args.plot:
+        print(f"figure: {args.plot}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "toy":
+        toy_main(argv[1:])
+    else:
+        runs_main(argv)
+
+
+if __name__ == "__main__":
+    main()
