@@ -3,27 +3,31 @@ Zero-sum learning: how much of what one token gains, another token loses.
 
     python zsl.py RUN_DIR [RUN_DIR ...]        # analyse train.py runs, write zsl.json + figures
     python zsl.py RUN_DIR --json --no_grad      # print the per-step summary, records only
+    python zsl.py RUN_DIR --probe_tokens 16384  # a probe beyond the recorded one (from the validation split)
+    torchrun --standalone --nproc_per_node=2 zsl.py RUN_DIR   # the probe shared by 2 processes
 
-Read top to bottom (design.md sections 2-4 define every quantity):
+Read top to bottom (design.md sections 2-4 and 6 define every quantity):
 
   1. interference of per-token loss changes, D(Δℓ)            -- from train.py's records
   2. reading a run directory
   3. per-token gradients g_ij = ∂ℓ_i/∂θ_j, exactly            -- token_grads.py: a plain reference
                                                                  loop and a fast per-example method
-  4. gradient interference D(∇θℓ) and its summaries
+  4. gradient interference D(∇θℓ), its random-sign null and its summaries
   5. the update link: one AdamW step δ, predicted Δ̃ℓ_i = Σ_j g_ij δ_j
-  6. analysing a run, figures, command line
+  6. analysing a run (a larger probe, D against N, several processes), figures, command line
 
 Python API (stable names, used by the report script):
     interference(delta) -> (D, M, abs_dL)
     loss_interference(run_dir) -> [per-record dict]
-    naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None) -> stats dict
-    per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None)
-        both return {"sum_grad", "sum_abs_grad": {param name: tensor}, "n_tokens",
-                     "predicted_change": [B, n_positions] or None}
+    naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None, signs=None, segment=None)
+    per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None,
+                         signs=None, segment=None)
+        both return {"sum_grad", "sum_abs_grad", "sum_sq_grad", "sum_signed_grad": {param name: tensor},
+                     "n_tokens", "predicted_change": [B, n_positions] or None, "subsets": [...]}
     adamw_update(model, ckpt, x, y) -> {param name: δ};  update_link(stats, δ, measured Δℓ) -> dict
-    gradient_summary(stats) -> dict
-    gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None) -> [dict]
+    gradient_summary(stats) -> dict (D, the nulls, the excess alignment; per tensor);  by_n(stats) -> [dict]
+    gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, ...) -> [dict]
+    around_deceleration(summary, t_d), excess_around_deceleration(summary, t_d) -> before/after means
     analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
 """
 import argparse
@@ -690,11 +694,13 @@ def plot_histogram(summaries, path, hist_step=None):
         counts = np.asarray(row["hist_counts"], dtype=float)
         ax.stairs(counts / max(counts.sum(), 1), edges, color=f"C{k % 10}",
                   label=f"{_label(s)} step {row['step']} (D={row['D_grad']:.3f})")
-        for key, style, name in (("hist_counts_null_mc", "--", "random-sign null, Monte Carlo"),
-                                 ("hist_counts_null_sign", ":", "random-sign null, CLT")):
-            if row.get(key):  # the same elements' C_j had their per-token gradients random signs
-                null = np.asarray(row[key], dtype=float)
-                ax.stairs(null / max(null.sum(), 1), edges, color=f"C{k % 10}", ls=style, label=name)
+        # the C_j the same per-token gradients give with random signs: every Monte Carlo pattern's,
+        # or (K = 0) the CLT's expected value per element, a narrower histogram by construction
+        key, name = (("hist_counts_null_mc", "C_j with random signs (Monte Carlo)") if row.get("hist_counts_null_mc")
+                     else ("hist_counts_null_sign", "expected C_j with random signs (CLT)"))
+        if row.get(key):
+            null = np.asarray(row[key], dtype=float)
+            ax.stairs(null / max(null.sum(), 1), edges, color=f"C{k % 10}", ls="--", label=name)
     ax.set(yscale="log", xlabel="C_j = |Σ_i g_ij| / Σ_i |g_ij|", ylabel="fraction of non-embedding elements",
            title="gradient coherence per parameter element")
     ax.legend(fontsize=7)
