@@ -248,8 +248,8 @@ def bench_zsl_processes(probe_tokens=4096, rounds=3, figure="bench_zsl_processes
         ax.plot([k] * len(t), t, "k.", ms=5)
         ax.annotate(f"x{one / median[name]:.2f}", (k, median[name]), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(seconds)), list(seconds), fontsize=8)
-    ax.set(ylabel="seconds per checkpoint", title=f"zsl.py, {probe_tokens} probe tokens, 2x64 model "
-           f"(bars: medians, dots: rounds)")
+    ax.set(yscale="log", ylabel="seconds per checkpoint")
+    ax.set_title(f"zsl.py, {probe_tokens} probe tokens, 2x64 model (bars: medians, dots: rounds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(figure, dpi=110)
     plt.close(fig)
