@@ -808,9 +808,13 @@ def _step_list(text):
 def _subset_sizes(text):
     if text.strip().lower() == "none":
         return []
-    sizes = _step_list(text)
-    if any(n < 1 for n in sizes):
-        raise argparse.ArgumentTypeError(f"token counts must be >= 1, got {text!r}")
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = [0]
+    if not sizes or any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts >= 1 like 64,256 (or none), "
+                                         f"got {text!r}")
     return sizes
 
 

@@ -277,3 +277,13 @@ def test_excess_around_deceleration_averages_the_right_checkpoints():
                                          [(16, 0.04), (32, 0.06), (64, 0.5), (256, 0.01), (512, 0.02)]]}
     assert zsl.excess_around_deceleration(summary, 100.0) == pytest.approx((0.05, 0.015))
     assert zsl.excess_around_deceleration(summary, 100.0, key="excess_sign") == pytest.approx((0.1, 0.03))
+
+
+@pytest.mark.parametrize("flags, message", [(["--n_signs", "1"], "--n_signs must be 0 or at least 2"),
+                                            (["--subsets", "64,abc"], "token counts"),
+                                            (["--subsets", "0"], "token counts")])
+def test_bad_null_flags_give_one_line_errors(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        zsl.parse_args(["run", *flags])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert zsl.parse_args(["run", "--subsets", "none"]).subsets == []
