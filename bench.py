@@ -2,7 +2,7 @@
 Benchmarks: prints the figures the issues ask for.
 
     python bench.py                 # everything
-    python bench.py train bnsl      # only some sections (train, record, bnsl, zsl)
+    python bench.py train bnsl      # only some sections (train, record, bnsl, zsl, zsl_null, zsl_processes)
 
 Each section is a plain function that prints its own lines. Times are wall-clock
 medians over a few repeats, on whatever threads torch uses (set OMP_NUM_THREADS to pin).
@@ -178,7 +178,86 @@ def bench_zsl():
               f"max rel diff {worst:.1e} {'OK' if worst < 1e-5 else 'MISMATCH'}")
 
 
-SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "zsl": bench_zsl}
+def bench_zsl_null():
+    """
+    The cost of the random-sign nulls on the default 2x64 model, 16 x 64 probe tokens: the fast
+    per-token gradient statistics with K = 0 sign patterns (the CLT null alone, from Σ_i g_ij²) and
+    with K = 8 and 32 (the Monte Carlo null), timed alternately, medians of 5 rounds.
+    """
+    import torch
+
+    import token_grads
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64)).eval()
+    x, y = torch.randint(0, 256, (16, 64)), torch.randint(0, 256, (16, 64))
+    times = {K: [] for K in (0, 8, 32)}
+    for _ in range(5):
+        for K in times:
+            signs = token_grads.sign_patterns(K, 16, 64)
+            start = time.perf_counter()
+            token_grads.per_token_grad_stats(model, x, y, signs=signs)
+            times[K].append(time.perf_counter() - start)
+    base = sorted(times[0])[2]
+    for K, t in times.items():
+        print(f"zsl null: K = {K:2d} sign patterns: {sorted(t)[2]:.2f} s per 1024 tokens "
+              f"({sorted(t)[2] / base - 1:+.0%} against K = 0; median of 5, alternated)")
+
+
+def bench_zsl_processes(probe_tokens=4096, rounds=3, figure="bench_zsl_processes.png"):
+    """
+    zsl.py across processes: one checkpoint of a short default-size run, probe_tokens tokens, with
+    1 process x 1 thread, 2 processes x 1 thread (torchrun, gloo) and 1 process x 2 threads, run
+    alternately. The time is the one zsl.py prints per checkpoint (start-up excluded); the figure
+    shows every round and the medians.
+    """
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    import train
+    here = os.path.dirname(os.path.abspath(__file__))
+    setups = {"1 process x 1 thread": (1, 1), "2 processes x 1 thread": (2, 1), "1 process x 2 threads": (1, 2)}
+    seconds = {name: [] for name in setups}
+    with tempfile.TemporaryDirectory() as run_dir:
+        train.train(train.TrainConfig(out_dir=run_dir, max_iters=64, progress=False))
+        for _ in range(rounds):
+            for name, (procs, threads) in setups.items():
+                command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={procs}", os.path.join(here, "zsl.py"), run_dir, "--steps", "64",
+                           "--probe_tokens", str(probe_tokens), "--no_update", "--no_progress",
+                           "--threads", str(threads)]
+                result = subprocess.run(command, capture_output=True, text=True,
+                                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                found = re.search(r"step 64: .* in ([0-9.]+) s", result.stderr)
+                if result.returncode or not found:
+                    sys.exit(f"bench.py: error: zsl.py failed: {result.stderr.strip()[-500:]}")
+                seconds[name].append(float(found.group(1)))
+    median = {name: sorted(t)[len(t) // 2] for name, t in seconds.items()}
+    one = median["1 process x 1 thread"]
+    for name, t in median.items():
+        print(f"zsl processes: {name:24s} {t:6.1f} s per checkpoint ({probe_tokens} tokens; "
+              f"speed-up x{one / t:.2f}; rounds: {', '.join(f'{s:.1f}' for s in seconds[name])})")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k, (name, t) in enumerate(seconds.items()):
+        ax.bar(k, median[name], color=f"C{k}", alpha=0.6)
+        ax.plot([k] * len(t), t, "k.", ms=5)
+        ax.annotate(f"x{one / median[name]:.2f}", (k, median[name]), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(seconds)), list(seconds), fontsize=8)
+    ax.set(yscale="log", ylabel="seconds per checkpoint")
+    ax.set_title(f"zsl.py, {probe_tokens} probe tokens, 2x64 model (bars: medians, dots: rounds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+    print(f"zsl processes: figure {figure}")
+
+
+SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "zsl": bench_zsl,
+            "zsl_null": bench_zsl_null, "zsl_processes": bench_zsl_processes}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(SECTIONS)

@@ -14,7 +14,9 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     scaling.png           L_d and r_d against model size           (findings 2 and 3)
     zsl_loss.png          D(Δℓ) and M(Δℓ) against step, per size  (finding 4)
     zsl_grad.png          D(∇θℓ) against step, per size           (finding 5)
-    zsl_hist.png          the histogram of C_j at the last checkpoint
+    zsl_hist.png          the histogram of C_j at the last checkpoint, with the null's
+    zsl_null.png          D(∇θℓ) beside its random-sign null, and the excess alignment   (finding 6)
+    zsl_n.png             D(∇θℓ) against the number of pooled tokens N, with the null
     timescale_runs.png    loss and logit scale against dynamic time τ = Σ lr (timescale.py's lens)
     report.md             the findings, each judged by a stated rule, with the numbers
     summary.json          every number in the report
@@ -23,7 +25,9 @@ A finished run is reused and an interrupted one resumed, so running the command 
 a Ctrl-C picks up where it stopped. The findings (design.md section 1-3):
     1. the 1-break BNSL fits the loss curves clearly better than a plain power law;
     2. L_d decreases with model size;          3. r_d increases with model size;
-    4. D(Δℓ) rises sharply around t_d;          5. D(∇θℓ) is close to 1 after t_d.
+    4. D(Δℓ) rises sharply around t_d;          5. D(∇θℓ) is close to 1 after t_d;
+    6. (ours, design.md §6) the excess alignment of the per-token gradients over the random-sign
+       null, D_null − D(∇θℓ), falls through the bend.
 Each is judged by the rule in FINDINGS below, never tuned to pass: if a finding does not hold,
 the report says so with the numbers.
 """
@@ -185,6 +189,22 @@ def judge(rows):
     ]
 
 
+# Finding 6 is ours (design.md §6): D(∇θℓ) alone grows with the number of pooled tokens even for
+# random signs, so we compare it with the Monte Carlo random-sign null of the same gradients.
+# The rule was written on 2026-11-23 before any run of this code, and is not tuned afterwards.
+def judge_finding_6(rows):
+    """The calibrated finding, judged like the paper's: (finding, rule, holds, numbers)."""
+    fmt = lambda values: ", ".join("n/a" if v is None else f"{v:.4f}" for v in values)  # noqa: E731
+    before = [r.get("excess_before") for r in rows]
+    after = [r.get("excess_after") for r in rows]
+    return ("6. the excess alignment over the random-sign null falls through the bend",
+            "mean D_null − D(∇θℓ) (Monte Carlo null) > 0 at checkpoints <= t_d/2, and at checkpoints "
+            ">= 2 t_d at most half of that, every size",
+            all(b is not None and a is not None and b > 0 and a <= 0.5 * b for b, a in zip(before, after)),
+            f"excess before {fmt(before)}; after {fmt(after)} (CLT null: "
+            f"{fmt([r.get('excess_sign_before') for r in rows])} -> {fmt([r.get('excess_sign_after') for r in rows])})")
+
+
 # ---------------------------------------------------------------------------------------------
 # Figures and the report
 
@@ -229,7 +249,9 @@ def write_report(out_dir, args, rows, verdicts, sections=()):
     lines += ["", "## Figures", "", "![loss curves and BNSL fits](loss_fits.png)", "",
               "![L_d and r_d against model size](scaling.png)", "",
               "![D(Δℓ) and M(Δℓ) against step](zsl_loss.png)", "", "![D(∇θℓ) against step](zsl_grad.png)", "",
-              "![histogram of C_j](zsl_hist.png)", ""]
+              "![histogram of C_j](zsl_hist.png)", "",
+              "![D(∇θℓ) beside its random-sign null, and the excess alignment](zsl_null.png)", "",
+              "![D(∇θℓ) against the number of pooled tokens](zsl_n.png)", ""]
     for section in sections:  # the other lenses (timescale.py, ...), each a markdown section
         lines += [section.strip(), ""]
     text = "\n".join(lines)
@@ -284,11 +306,15 @@ def main(argv=None):
             params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
             D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
                                                               else (None,) * 4)
+            excess = dict(zip(("excess_before", "excess_after", "excess_sign_before", "excess_sign_after"),
+                              zsl.excess_around_deceleration(summary, t_d) +
+                              zsl.excess_around_deceleration(summary, t_d, key="excess_sign")
+                              if t_d else (None,) * 4))
             rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
                                                  "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
                                                  "b", "c0", "c1", "f1")},
                          "t_d": t_d, "params": params, "D_before": D_before, "D_after": D_after,
-                         "D_grad_before": D_grad_before, "D_grad_after": D_grad_after})
+                         "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess})
             summaries.append({**summary, "run_dir": run_dir, "fit": fit})
 
         bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
@@ -298,7 +324,7 @@ def main(argv=None):
         run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
         lens_texts, lens_numbers = {}, {}
         lens_texts["timescale"], lens_numbers["timescale"] = timescale.report_section(run_dirs, fits, args.out_dir)
-        verdicts = judge(rows)
+        verdicts = judge(rows) + [judge_finding_6(rows)]
         report = write_report(args.out_dir, args, rows, verdicts, sections=list(lens_texts.values()))
         summary = {"args": vars(args), "sizes": rows,
                    "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}

@@ -3,27 +3,31 @@ Zero-sum learning: how much of what one token gains, another token loses.
 
     python zsl.py RUN_DIR [RUN_DIR ...]        # analyse train.py runs, write zsl.json + figures
     python zsl.py RUN_DIR --json --no_grad      # print the per-step summary, records only
+    python zsl.py RUN_DIR --probe_tokens 16384  # a probe beyond the recorded one (from the validation split)
+    torchrun --standalone --nproc_per_node=2 zsl.py RUN_DIR   # the probe shared by 2 processes
 
-Read top to bottom (design.md sections 2-4 define every quantity):
+Read top to bottom (design.md sections 2-4 and 6 define every quantity):
 
   1. interference of per-token loss changes, D(Δℓ)            -- from train.py's records
   2. reading a run directory
-  3. per-token gradients g_ij = ∂ℓ_i/∂θ_j, exactly            -- a plain reference loop and a
-                                                                 fast per-example method
-  4. gradient interference D(∇θℓ) and its summaries
+  3. per-token gradients g_ij = ∂ℓ_i/∂θ_j, exactly            -- token_grads.py: a plain reference
+                                                                 loop and a fast per-example method
+  4. gradient interference D(∇θℓ), its random-sign null and its summaries
   5. the update link: one AdamW step δ, predicted Δ̃ℓ_i = Σ_j g_ij δ_j
-  6. analysing a run, figures, command line
+  6. analysing a run (a larger probe, D against N, several processes), figures, command line
 
 Python API (stable names, used by the report script):
     interference(delta) -> (D, M, abs_dL)
     loss_interference(run_dir) -> [per-record dict]
-    naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None) -> stats dict
-    per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None)
-        both return {"sum_grad", "sum_abs_grad": {param name: tensor}, "n_tokens",
-                     "predicted_change": [B, n_positions] or None}
+    naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None, signs=None, segment=None)
+    per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None,
+                         signs=None, segment=None)
+        both return {"sum_grad", "sum_abs_grad", "sum_sq_grad", "sum_signed_grad": {param name: tensor},
+                     "n_tokens", "predicted_change": [B, n_positions] or None, "subsets": [...]}
     adamw_update(model, ckpt, x, y) -> {param name: δ};  update_link(stats, δ, measured Δℓ) -> dict
-    gradient_summary(stats) -> dict
-    gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None) -> [dict]
+    gradient_summary(stats) -> dict (D, the nulls, the excess alignment; per tensor);  by_n(stats) -> [dict]
+    gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, ...) -> [dict]
+    around_deceleration(summary, t_d), excess_around_deceleration(summary, t_d) -> before/after means
     analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
 """
 import argparse
@@ -34,29 +38,28 @@ import math
 import os
 import re
 import sys
+import time
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+import torch.distributed as dist
 from tqdm import tqdm
 
 from model import GPT, GPTConfig
+from token_grads import (add_sums, default_subset_sizes, naive_per_token_grad_stats,  # noqa: F401 (API)
+                         nested_subsets, per_token_grad_stats, sharded_grad_stats, sign_patterns)
 
 EMBEDDING_PARAMS = ("wte.weight", "wpe.weight")  # wte is also the (tied) output head
 HIST_BINS = 100
+N_SIGNS = 8  # sign patterns of the Monte Carlo null (each costs about 2-3% of the gradient work, README)
 
 
 class ZSLError(Exception):
     """A problem with the input the user can fix; the CLI prints it as one line."""
 
 
-def _progress(total, desc, unit, enable):
-    """A tqdm bar on stderr (progress bars never mix with --json output)."""
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not enable, file=sys.stderr)
-
-
 def _progress_iter(items, desc, enable):
+    """A tqdm bar on stderr (progress bars never mix with --json output)."""
     return tqdm(items, desc=desc, leave=False, disable=not enable, file=sys.stderr)
 
 
@@ -228,164 +231,9 @@ def nonfinite_record_steps(run_dir):
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Per-token gradients, exactly
-#
-# For N tokens and P parameter elements we want, per element j,
-#     S_j = Σ_i g_ij          A_j = Σ_i |g_ij|          (g_ij = ∂ℓ_i/∂θ_j)
-# and, given a direction δ (an optimizer update), the per-token first-order change
-#     Δ̃ℓ_i = Σ_j g_ij δ_j.
-# A_j needs every per-token gradient; we stream them and never hold all N at once.
-# The statistics are returned as a plain dict:
-#     {"sum_grad": {name: S}, "sum_abs_grad": {name: A}, "n_tokens": N,
-#      "predicted_change": Δ̃ℓ [B, n_positions] or None}
+# 3. Per-token gradients, exactly: token_grads.py (a naive reference loop and a fast path),
+#    imported above as naive_per_token_grad_stats and per_token_grad_stats.
 # ---------------------------------------------------------------------------------------------
-
-def _empty_stats(model, direction, shape):
-    params = dict(model.named_parameters())  # the tied lm_head weight is listed once, as wte.weight
-    return {
-        "sum_grad": {n: torch.zeros_like(p, requires_grad=False) for n, p in params.items()},
-        "sum_abs_grad": {n: torch.zeros_like(p, requires_grad=False) for n, p in params.items()},
-        "n_tokens": 0,
-        "predicted_change": torch.zeros(shape, dtype=model.wte.weight.dtype) if direction is not None else None,
-    }
-
-
-def naive_per_token_grad_stats(model, x, y, direction=None, n_positions=None):
-    """
-    The reference: one forward per sequence, then one backward per token. Slow, obviously right.
-    x, y: [B, T] token ids; n_positions: use only positions 0..n_positions-1 of each sequence.
-    """
-    model.eval()
-    B, T = x.shape
-    n_positions = n_positions or T
-    names, params = zip(*model.named_parameters())
-    stats = _empty_stats(model, direction, (B, n_positions))
-    for b in range(B):
-        xb, yb = x[b:b + 1, :n_positions].contiguous(), y[b:b + 1, :n_positions].contiguous()
-        _, losses = model(xb, yb, per_token=True)
-        for t in range(n_positions):
-            grads = torch.autograd.grad(losses[0, t], params, retain_graph=True)  # g_i, one token
-            for name, g in zip(names, grads):
-                stats["sum_grad"][name] += g                # S_j += g_ij
-                stats["sum_abs_grad"][name] += g.abs()      # A_j += |g_ij|
-                if direction is not None:                   # Δ̃ℓ_i += Σ_j g_ij δ_j
-                    stats["predicted_change"][b, t] += torch.dot(g.flatten(), direction[name].flatten()).item()
-            stats["n_tokens"] += 1
-    return stats
-
-
-# The fast method is the per-example-gradient idea the paper used ("custom autograd layers"),
-# done with hooks instead:
-#   * Token (b, t)'s loss depends only on sequence b and positions s <= t. So ONE backward of
-#     Σ_b ℓ_{b,t} gives every sequence's own gradient at once, as long as we never sum over b:
-#     we ask autograd only for the gradients at the OUTPUT of every layer, e_{b,s} = ∂ℓ_{b,t}/∂z_{b,s},
-#     and build each sequence's weight gradient ourselves from the layer's input a_{b,s}:
-#         Linear     W: g_b = Σ_{s<=t} e_{b,s} a_{b,s}ᵀ        bias: Σ_{s<=t} e_{b,s}
-#         LayerNorm  γ: g_b = Σ_{s<=t} e_{b,s} ⊙ â_{b,s}       β:    Σ_{s<=t} e_{b,s}   (â = normalised a)
-#         Embedding  E: row v of g_b = Σ_{s<=t, a_{b,s}=v} e_{b,s}
-#     (positions s > t have e = 0 by causality, so the sums stop at t.)
-#   * Layers used only after the last attention (the last block's attn.proj, ln_2, mlp, then ln_f
-#     and the head) act on position t alone: their per-token gradient is the rank-1 e_{b,t} a_{b,t}ᵀ.
-#   * Causality again: ℓ_{b,t} needs only the prefix x[:, :t+1], so positions are processed in
-#     chunks, each with a forward on the prefix up to the chunk's end (less work for early tokens).
-# Memory: seq_chunk sequences × number of parameters.
-
-def _after_last_mixing(model, module_name):
-    """True for layers that only ever see one position after the last attention mixes positions."""
-    last = f"blocks.{len(model.blocks) - 1}."
-    return module_name.startswith((last + "attn.proj", last + "ln_2", last + "mlp", "ln_f", "lm_head"))
-
-
-def _forward_with_layer_io(model, x, y):
-    """Per-token losses [B, T] plus every parametrised layer's (input, output) from the same pass."""
-    layer_io = {}
-    hooks = [module.register_forward_hook(
-                 lambda module, inputs, output, name=name: layer_io.__setitem__(name, (inputs[0], output)))
-             for name, module in model.named_modules()
-             if isinstance(module, (nn.Linear, nn.LayerNorm, nn.Embedding))]
-    try:
-        _, losses = model(x, y, per_token=True)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return losses, layer_io
-
-
-def _per_sequence_grads(model, layer_io, normalised, out_grads, t):
-    """
-    Token t's gradient for every sequence of the batch: {parameter name: [batch, *shape]},
-    built from each layer's input a and output gradient e (the rules in the comment above).
-    """
-    modules = dict(model.named_modules())
-    param_name = {id(p): n for n, p in model.named_parameters()}
-    per_seq = {}
-
-    def add(param, g):  # tied weights (wte = lm_head) collect both contributions
-        name = param_name[id(param)]
-        per_seq[name] = per_seq[name] + g if name in per_seq else g
-
-    for name, e in out_grads.items():
-        module = modules[name]
-        # rank 1 after the last mixing (only position t); otherwise causality (positions s <= t)
-        positions = slice(t, t + 1) if _after_last_mixing(model, name) else slice(0, t + 1)
-        e, a = e[:, positions], layer_io[name][0][:, positions]
-        if isinstance(module, nn.Linear):
-            add(module.weight, torch.bmm(e.transpose(1, 2), a))          # Σ_s e_s a_sᵀ
-            if module.bias is not None:
-                add(module.bias, e.sum(1))                                # Σ_s e_s
-        elif isinstance(module, nn.LayerNorm):
-            a_hat = normalised[name][:, positions]
-            add(module.weight, (e * a_hat).sum(1))                        # Σ_s e_s ⊙ â_s
-            if module.bias is not None:
-                add(module.bias, e.sum(1))                                # Σ_s e_s
-        else:  # the token embedding: a holds token ids
-            g = e.new_zeros(e.shape[0], *module.weight.shape)
-            g.scatter_add_(1, a.unsqueeze(-1).expand_as(e), e)           # row a_s += e_s
-            add(module.weight, g)
-            # x = wte(idx) + wpe(pos) (model.py): the position embedding gets the same e
-            g_pos = e.new_zeros(e.shape[0], *model.wpe.weight.shape)
-            g_pos[:, :t + 1] = e                                          # row s += e_s
-            add(model.wpe.weight, g_pos)
-    return per_seq
-
-
-def per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_positions=None,
-                         progress=False):
-    """Same result as naive_per_token_grad_stats, much less work (see the comment above)."""
-    model.eval()
-    B, T = x.shape
-    n_positions = n_positions or T
-    modules = dict(model.named_modules())
-    stats = _empty_stats(model, direction, (B, n_positions))
-    # every layer with parameters; wpe's output is shared by the whole batch, so its per-sequence
-    # gradient is taken from the token embedding's output gradient instead (same tensor: x = wte + wpe)
-    layer_names = [n for n, m in modules.items()
-                   if isinstance(m, (nn.Linear, nn.LayerNorm, nn.Embedding)) and n != "wpe"]
-    bar = _progress(total=B * n_positions, desc="per-token grads", unit="tok", enable=progress)
-    for b0 in range(0, B, seq_chunk):
-        for start in range(0, n_positions, chunk):
-            end = min(start + chunk, n_positions)
-            xb = x[b0:b0 + seq_chunk, :end].contiguous()   # the prefix up to the chunk's end is enough
-            yb = y[b0:b0 + seq_chunk, :end].contiguous()
-            losses, layer_io = _forward_with_layer_io(model, xb, yb)
-            with torch.no_grad():  # normalised LayerNorm inputs â, once per forward
-                normalised = {n: F.layer_norm(layer_io[n][0], modules[n].normalized_shape, eps=modules[n].eps)
-                              for n in layer_names if isinstance(modules[n], nn.LayerNorm)}
-            for t in range(start, end):
-                # e_{b,s} = ∂ℓ_{b,t}/∂z_{b,s} for every layer output z, all sequences b in one backward
-                grads = torch.autograd.grad(losses[:, t].sum(), [layer_io[n][1] for n in layer_names],
-                                            retain_graph=t < end - 1)
-                with torch.no_grad():
-                    per_seq = _per_sequence_grads(model, layer_io, normalised, dict(zip(layer_names, grads)), t)
-                    for name, g in per_seq.items():
-                        stats["sum_grad"][name] += g.sum(0)                            # S_j += Σ_b g_bj
-                        if direction is not None:                                     # Δ̃ℓ_b += Σ_j g_bj δ_j
-                            stats["predicted_change"][b0:b0 + len(g), t] += g.flatten(1) @ direction[name].flatten()
-                        stats["sum_abs_grad"][name] += g.abs_().sum(0)                 # A_j += Σ_b |g_bj|
-                stats["n_tokens"] += xb.shape[0]
-                bar.update(xb.shape[0])
-    bar.close()
-    return stats
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,16 +242,36 @@ def per_token_grad_stats(model, x, y, chunk=16, seq_chunk=32, direction=None, n_
 
 def gradient_summary(stats, bins=HIST_BINS):
     """
-    D_grad         the paper's D(∇θℓ): unweighted mean of 1 − C_j over non-embedding elements
-    D_grad_global  1 − Σ_j |S_j| / Σ_j A_j over non-embedding elements
-    per_tensor     the same two numbers for every tensor (embeddings included)
-    hist_counts    100-bin histogram of C_j on [0, 1] over non-embedding elements
+    From the streamed sums S_j = Σ_i g_ij, A_j = Σ_i |g_ij|, Q_j = Σ_i g_ij², M_kj = Σ_i ε_ki g_ij
+    (token_grads.py), over non-embedding elements j:
+
+    D_grad         the paper's D(∇θℓ) = mean_j (1 − C_j),  C_j = |S_j| / A_j
+    D_grad_global  1 − Σ_j |S_j| / Σ_j A_j
+
+    The null: what D would be if the same per-token gradients had random signs (design.md §6).
+    D grows with the number N of pooled tokens even then, so D alone cannot say "systematic".
+    D_null_sign    mean_j (1 − C_j^0),  C_j^0 = sqrt(2/π) · sqrt(Q_j) / A_j: for fair random signs
+                   ε_i, Σ_i ε_i g_ij has variance Q_j and, by the central limit theorem,
+                   E|Σ_i ε_i g_ij| ≈ sqrt(2/π) · sqrt(Q_j); free, but an approximation at small N
+    D_null_mc      mean_j (1 − C_j^mc),  C_j^mc = mean_k |M_kj| / A_j: K fixed random sign patterns
+                   ε_k, no approximation beyond the Monte Carlo error
+    D_null_mc_se   that Monte Carlo error: std_k(D^(k)) / sqrt(K), D^(k) = mean_j (1 − |M_kj| / A_j)
+    excess_sign, excess_mc   the excess alignment D_null − D_grad: > 0 when the per-token gradients
+                   agree in sign more than chance would have them, 0 when they look like coin flips
+    per_tensor     D_mean (mean_j 1 − C_j), D_global, D_null_sign, D_null_mc, excess_sign, excess_mc
+                   for every tensor (embeddings included, marked)
+    hist_counts    100-bin histogram of C_j on [0, 1]; hist_counts_null_sign of C_j^0;
+                   hist_counts_null_mc of |M_kj| / A_j over every pattern k (K times as many counts)
+    The nulls are left out (None) when the sums they need were not streamed.
     0/0: an element no token's loss depends on (A_j = 0) has no C_j; it is left out of means and
     histograms and counted in n_zero. "Zero" means up to float rounding, A_j <= 1e-6 · max A in its
     tensor: e.g. the attention key bias, whose gradient is exactly 0 (softmax ignores a shift of all
     scores) but comes out as ~1e-9 noise, whose C_j would be noise too.
     """
-    per_tensor, all_C = [], []
+    has_sign = "sum_sq_grad" in stats
+    n_signs = next(iter(stats["sum_signed_grad"].values())).shape[0] if "sum_signed_grad" in stats else 0
+    mean = lambda v: float(v.mean()) if v.numel() else float("nan")  # noqa: E731
+    per_tensor, all_C, all_C0, all_Cmc = [], [], [], []
     total_abs_sum, total_abs = 0.0, 0.0
     for name, S in stats["sum_grad"].items():
         A = stats["sum_abs_grad"][name]
@@ -413,26 +281,53 @@ def gradient_summary(stats, bins=HIST_BINS):
             "name": name,
             "numel": S.numel(),
             "n_zero": int((~used).sum()),
-            "D_mean": float((1 - C).mean()) if C.numel() else float("nan"),      # mean_j (1 − C_j)
+            "D_mean": mean(1 - C),                                      # mean_j (1 − C_j)
             "D_global": float(1 - S.abs().sum() / A.sum()) if A.sum() > 0 else float("nan"),
             "embedding": name in EMBEDDING_PARAMS,
+            "D_null_sign": None, "D_null_mc": None, "excess_sign": None, "excess_mc": None,
         }
+        if has_sign:                                                    # C_j^0 = sqrt(2/π) sqrt(Q_j) / A_j
+            C0 = math.sqrt(2 / math.pi) * stats["sum_sq_grad"][name][used].sqrt() / A[used]
+            row["D_null_sign"] = mean(1 - C0)
+            row["excess_sign"] = row["D_null_sign"] - row["D_mean"]
+        if n_signs:                                                     # |M_kj| / A_j, one row per pattern k
+            Cmc = stats["sum_signed_grad"][name][:, used].abs() / A[used]
+            row["D_null_mc"] = mean(1 - Cmc)                            # mean_j (1 − mean_k |M_kj| / A_j)
+            row["excess_mc"] = row["D_null_mc"] - row["D_mean"]
         per_tensor.append(row)
         if not row["embedding"]:
             all_C.append(C)
+            all_C0.append(C0 if has_sign else C[:0])
+            all_Cmc.append(Cmc if n_signs else C.new_zeros(0, C.numel()))
             total_abs_sum += float(S.abs().sum())                       # Σ_j |Σ_i g_ij|
             total_abs += float(A.sum())                                 # Σ_j Σ_i |g_ij|
-    all_C = torch.cat(all_C).numpy()
+    all_C = torch.cat(all_C).double().cpu().numpy()
     counts, _ = np.histogram(all_C, bins=bins, range=(0.0, 1.0))
-    return {
+    summary = {
         "D_grad": float(np.mean(1 - all_C)),
         "D_grad_global": 1 - total_abs_sum / total_abs,
+        "D_null_sign": None, "D_null_mc": None, "D_null_mc_se": None, "excess_sign": None, "excess_mc": None,
+        "n_signs": n_signs,
         "n_elements": int(all_C.size),
         "n_zero": sum(r["n_zero"] for r in per_tensor if not r["embedding"]),
         "n_tokens": stats["n_tokens"],
         "hist_counts": counts.tolist(),
-        "per_tensor": per_tensor,
+        "hist_counts_null_sign": None, "hist_counts_null_mc": None,
     }
+    if has_sign:
+        all_C0 = torch.cat(all_C0).double().cpu().numpy()
+        summary["D_null_sign"] = float(np.mean(1 - all_C0))
+        summary["excess_sign"] = summary["D_null_sign"] - summary["D_grad"]
+        summary["hist_counts_null_sign"] = np.histogram(all_C0, bins=bins, range=(0.0, 1.0))[0].tolist()
+    if n_signs:
+        all_Cmc = torch.cat(all_Cmc, dim=1).double().cpu().numpy()     # [K, elements]
+        D_k = np.mean(1 - all_Cmc, axis=1)                              # D^(k), one per sign pattern
+        summary["D_null_mc"] = float(np.mean(D_k))
+        summary["D_null_mc_se"] = float(np.std(D_k, ddof=1) / math.sqrt(n_signs)) if n_signs > 1 else None
+        summary["excess_mc"] = summary["D_null_mc"] - summary["D_grad"]
+        summary["hist_counts_null_mc"] = np.histogram(all_Cmc, bins=bins, range=(0.0, 1.0))[0].tolist()
+    summary["per_tensor"] = per_tensor
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,27 +425,128 @@ def probe_subset(probe, probe_tokens=None):
     return x[:1], y[:1], probe_tokens
 
 
+EXTRA_PROBE_SEED = 2
+
+
+def extended_probe(run_dir, probe, n_sequences):
+    """
+    The recorded probe (probe.npz) plus more held-out sequences from the run's validation split, for
+    a probe larger than train.py recorded (--probe_tokens beyond n_probe × block_size). The extra
+    sequences: the validation split cut into consecutive, non-overlapping windows of block_size + 1
+    tokens; those overlapping the recorded probe or the update batch dropped; the rest in one fixed
+    random order (seed EXTRA_PROBE_SEED), first come first taken. So a larger probe always extends a
+    smaller one, and the recorded probe is always its first n_probe sequences.
+    """
+    config = load_config(run_dir)
+    T, n_probe = probe["x"].shape[1], probe["x"].shape[0]
+    dataset = config["train"].get("dataset")
+    if not dataset:
+        raise ZSLError(f"{run_dir}: config.json names no dataset, so no probe beyond the recorded "
+                       f"{n_probe * T} tokens; lower --probe_tokens or re-run train.py with a larger --n_probe")
+    import train  # its data helpers (and data/prepare.py), only when they are needed
+    data_dir = dataset if os.sep in dataset else os.path.join(train.prepare.DATA_ROOT, dataset)
+    try:
+        _, val, _ = train.prepare.load_dataset(data_dir)
+    except train.prepare.DataError as e:
+        raise ZSLError(f"{run_dir}: its dataset is needed for a probe beyond the recorded {n_probe * T} "
+                       f"tokens: {e}") from None
+    # where train.fixed_heldout_sets took the probe and the update batch from
+    used = np.linspace(0, len(val) - T - 1, n_probe + config["train"]["batch_size"]).astype(np.int64)
+    recorded_x, _ = train.windows(val, used[:n_probe], T)
+    if len(val) < T + 2 or not torch.equal(recorded_x, probe["x"]):
+        raise ZSLError(f"{data_dir}: its validation split is not the one {run_dir} was trained with "
+                       f"(the recorded probe differs); rebuild that dataset or lower --probe_tokens")
+    grid = np.arange(0, len(val) - T, T + 1)                              # non-overlapping windows
+    nearest = np.abs(grid[:, None] - used[None, :]).min(axis=1)           # fine: used has n_probe + batch
+    free = grid[nearest > T]                                              # no shared token with any used window
+    free = free[np.random.default_rng(EXTRA_PROBE_SEED).permutation(len(free))]
+    need = n_sequences - n_probe
+    if need > len(free):
+        raise ZSLError(f"{run_dir}: the validation split holds at most {(n_probe + len(free)) * T} probe "
+                       f"tokens of {T}-token sequences; lower --probe_tokens")
+    extra_x, extra_y = train.windows(val, free[:need], T)
+    return {**probe, "x": torch.cat([probe["x"], extra_x]), "y": torch.cat([probe["y"], extra_y])}
+
+
+def probe_tokens_for(run_dir, probe, probe_tokens=None):
+    """(x, y, n_positions) of the probe_tokens to analyse: the recorded probe, a part of it, or more."""
+    if probe_tokens and probe_tokens > probe["x"].numel():
+        probe = extended_probe(run_dir, probe, probe_tokens // probe["x"].shape[1])
+    return probe_subset(probe, probe_tokens)
+
+
+BY_N_KEYS = ("n_tokens", "D_grad", "D_grad_global", "D_null_sign", "D_null_mc", "D_null_mc_se",
+             "excess_sign", "excess_mc")
+
+
+def by_n(stats):
+    """
+    D against N: the summary of each nested subset of the tokens (token_grads.nested_subsets),
+    smallest first; the last row is all the tokens, the same numbers as gradient_summary(stats).
+    """
+    rows, pooled = [], None
+    for block in stats["subsets"]:
+        pooled = block if pooled is None else add_sums([pooled, block])  # subsets 0..k
+        summary = gradient_summary(pooled)
+        rows.append({key: summary[key] for key in BY_N_KEYS})
+    return rows
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
 def gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None,
-                          chunk=16, update=True, progress=False):
-    """Per checkpoint: gradient_summary(...) plus 'step' and, with update=True, 'update' (update_link)."""
+                          chunk=16, update=True, progress=False, n_signs=N_SIGNS, subset_sizes=None,
+                          rank=0, world=1, device="cpu", print_time=False):
+    """
+    Per checkpoint: gradient_summary(...) plus 'step', 'by_n' (D against N, by_n) and, with
+    update=True, 'update' (update_link). n_signs: K sign patterns of the Monte Carlo null (0: none);
+    subset_sizes: the N of D against N (default token_grads.default_subset_sizes). With world > 1
+    (torchrun), this process streams its share of the probe and the sums are all-reduced: every
+    process returns the same rows.
+    """
     paths = checkpoint_paths(run_dir)
     if not paths:
         return []
     probe = load_probe(run_dir)
-    x, y, n_positions = probe_subset(probe, probe_tokens)
+    x, y, n_positions = probe_tokens_for(run_dir, probe, probe_tokens)
+    n_tokens = x.shape[0] * n_positions
+    signs = sign_patterns(n_signs, x.shape[0], n_positions)
+    segment, sizes = nested_subsets(x.shape[0], n_positions,
+                                    default_subset_sizes(n_tokens) if subset_sizes is None else subset_sizes)
     rows = []
     chosen = _pick_checkpoints(paths, steps, max_checkpoints)
     for step, path in _progress_iter(chosen, "checkpoints", progress):
+        started = time.perf_counter()
         model, ckpt = load_checkpoint(path)
-        delta = adamw_update(model, ckpt, probe["update_x"], probe["update_y"]) if update else None
-        stats = per_token_grad_stats(model, x, y, chunk=chunk, direction=delta,
-                                     n_positions=n_positions, progress=progress)
-        row = {"step": step, **gradient_summary(stats)}
+        model.to(device)
+        delta = None
         if update:
-            xs, ys = x[:, :n_positions].contiguous(), y[:, :n_positions].contiguous()
-            measured = probe_losses(model, xs, ys, delta) - probe_losses(model, xs, ys)
-            row["update"] = {"lr": float(ckpt["lr"]), **update_link(stats, delta, measured)}
+            delta = adamw_update(model, ckpt, probe["update_x"].to(device), probe["update_y"].to(device))
+            if world > 1:  # one δ for all: process 0's (GPU kernels need not be bit-reproducible)
+                for d in delta.values():
+                    dist.broadcast(d, src=0)
+        stats = sharded_grad_stats(model, x, y, rank, world, n_positions=n_positions, direction=delta,
+                                   signs=signs, segment=segment, n_subsets=len(sizes), chunk=chunk,
+                                   progress=progress)
+        stats = _to_cpu(stats)
+        row = {"step": step, **gradient_summary(stats), "by_n": by_n(stats)}
+        if update:
+            xs, ys = (t[:, :n_positions].contiguous().to(device) for t in (x, y))
+            measured = (probe_losses(model, xs, ys, delta) - probe_losses(model, xs, ys)).cpu()
+            row["update"] = {"lr": float(ckpt["lr"]), **update_link(stats, _to_cpu(delta), measured)}
         rows.append(row)
+        if print_time:
+            tqdm.write(f"zsl.py: step {step}: {n_tokens} tokens, {n_signs} sign patterns, {len(sizes)} subsets "
+                       f"in {time.perf_counter() - started:.1f} s on {world} process{'es' if world > 1 else ''}",
+                       file=sys.stderr)
     return rows
 
 
@@ -589,6 +585,8 @@ def step_rows(summary):
         row = rows.setdefault(g["step"], {"step": g["step"]})
         row["D_grad"] = g["D_grad"]
         row["D_grad_global"] = g["D_grad_global"]
+        for key in ("D_null_sign", "D_null_mc", "excess_sign", "excess_mc"):
+            row[key] = g.get(key)
         if "update" in g:
             row["D_update_measured"] = g["update"]["D_measured"]
             row["D_update_predicted"] = g["update"]["D_predicted"]
@@ -604,7 +602,7 @@ def check_run_dir(run_dir, need_probe, probe_tokens=None, update=True, steps=Non
         raise ZSLError(f"{run_dir}: no records/step_*.npz and no checkpoints/step_*.pt yet; "
                        "let train.py run longer")
     if need_probe and checkpoint_paths(run_dir):
-        x, _, n_positions = probe_subset(load_probe(run_dir), probe_tokens)
+        x, _, n_positions = probe_tokens_for(run_dir, load_probe(run_dir), probe_tokens)
         chosen = _pick_checkpoints(checkpoint_paths(run_dir), steps, max_checkpoints)
         for step, path in chosen:
             model, _ = load_checkpoint(path)
@@ -701,26 +699,41 @@ def around_deceleration(summary, t_d):
             _mean([g["D_grad"] for g in checkpoints if g["step"] >= 2 * t_d]))
 
 
+def excess_around_deceleration(summary, t_d, key="excess_mc"):
+    """Mean excess alignment D_null − D(∇θℓ) (key: excess_mc or excess_sign) at checkpoints well
+    before (step <= t_d/2) and well after (step >= 2 t_d) the deceleration: (before, after)."""
+    checkpoints = summary["gradient_interference"]
+    return (_mean([g.get(key) for g in checkpoints if g["step"] <= t_d / 2]),
+            _mean([g.get(key) for g in checkpoints if g["step"] >= 2 * t_d]))
+
+
 def headline(summary):
     """One line for people: interference before and after t_d (when bnsl.py found t_d)."""
     if not summary["t_d"]:
         why = summary.get("t_d_note") or "bnsl.py found no deceleration"
         return f"no t_d, so no before/after summary: {why}"
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
+    fmt3 = lambda v: "n/a" if v is None else f"{v:.3f}"
     D_before, D_after, G_before, G_after = around_deceleration(summary, summary["t_d"])
+    E_before, E_after = excess_around_deceleration(summary, summary["t_d"])
     return (f"t_d = {summary['t_d']:.0f}: D(Δℓ) one step on the probe {fmt(D_before)} before t_d/2 -> "
-            f"{fmt(D_after)} after 2 t_d; D(∇θℓ) {fmt(G_before)} -> {fmt(G_after)}")
+            f"{fmt(D_after)} after 2 t_d; D(∇θℓ) {fmt(G_before)} -> {fmt(G_after)}; "
+            f"excess alignment over the random-sign null {fmt3(E_before)} -> {fmt3(E_after)}")
 
 
 def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, grad=True,
-                update=True, chunk=16, progress=False):
-    """Everything zsl.json holds, for one run directory, merged with the still valid gradient
-    rows of an earlier zsl.json (see above): summary["kept_rows"] and ["stale_rows"] say which."""
+                update=True, chunk=16, progress=False, n_signs=N_SIGNS, subset_sizes=None,
+                rank=0, world=1, device="cpu", print_time=None):
+    """Everything zsl.json holds, for one run directory (gradient_interference has the options),
+    merged with the still valid gradient rows of an earlier zsl.json (see above):
+    summary["kept_rows"] and ["stale_rows"] say which."""
     check_run_dir(run_dir, need_probe=grad, probe_tokens=probe_tokens, update=update, steps=steps,
                   max_checkpoints=max_checkpoints)
     kept, stale = previous_gradient_rows(run_dir)
-    new_rows = (gradient_interference(run_dir, steps, max_checkpoints, probe_tokens, chunk=chunk,
-                                      update=update, progress=progress) if grad else [])
+    new_rows = (gradient_interference(
+        run_dir, steps, max_checkpoints, probe_tokens, chunk=chunk, update=update, progress=progress,
+        n_signs=n_signs, subset_sizes=subset_sizes, rank=rank, world=world, device=device,
+        print_time=progress if print_time is None else print_time) if grad else [])
     by_step = {_step_of(p): p for p in checkpoint_paths(run_dir)}
     for row in new_rows:
         row["checkpoint_sha256"] = checkpoint_fingerprint(by_step[row["step"]])
@@ -841,6 +854,13 @@ def plot_histogram(summaries, path, hist_step=None):
         counts = np.asarray(row["hist_counts"], dtype=float)
         ax.stairs(counts / max(counts.sum(), 1), edges, color=f"C{k % 10}",
                   label=f"{_label(s)} step {row['step']} (D={_number(row['D_grad']):.3f})")
+        # the C_j the same per-token gradients give with random signs: every Monte Carlo pattern's,
+        # or (K = 0) the CLT's expected value per element, a narrower histogram by construction
+        key, name = (("hist_counts_null_mc", "C_j with random signs (Monte Carlo)") if row.get("hist_counts_null_mc")
+                     else ("hist_counts_null_sign", "expected C_j with random signs (CLT)"))
+        if row.get(key):
+            null = np.asarray(row[key], dtype=float)
+            ax.stairs(null / max(null.sum(), 1), edges, color=f"C{k % 10}", ls="--", label=name)
         _log_axes(ax, [], counts)
     ax.set(xlabel="C_j = |Σ_i g_ij| / Σ_i |g_ij|", ylabel="fraction of non-embedding elements",
            title="gradient coherence per parameter element")
@@ -850,18 +870,74 @@ def plot_histogram(summaries, path, hist_step=None):
     plt.close(fig)
 
 
+def plot_null(summaries, path):
+    """D(∇θℓ) against step beside its random-sign nulls, and the excess alignment D_null − D."""
+    import matplotlib.pyplot as plt
+    fig, (ax_D, ax_x) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, s in enumerate(summaries):
+        colour, rows = f"C{k % 10}", [r for r in s["gradient_interference"] if r.get("D_null_sign") is not None]
+        prefix = f"{_label(s)}: " if len(summaries) > 1 else ""
+        steps = np.array([r["step"] for r in rows])
+        ax_D.plot(steps, [r["D_grad"] for r in rows], "o-", color=colour, ms=3, label=prefix + "D(∇θℓ)")
+        ax_D.plot(steps, [r["D_null_sign"] for r in rows], ":", color=colour, label=prefix + "null, CLT")
+        mc = [r for r in rows if r.get("D_null_mc") is not None]
+        if mc:
+            mean, se = (np.array([r[key] or 0.0 for r in mc]) for key in ("D_null_mc", "D_null_mc_se"))
+            ax_D.plot([r["step"] for r in mc], mean, "--", color=colour, label=prefix + "null, Monte Carlo")
+            ax_D.fill_between([r["step"] for r in mc], mean - 2 * se, mean + 2 * se, color=colour, alpha=0.2)
+            ax_x.plot([r["step"] for r in mc], [r["excess_mc"] for r in mc], "o-", color=colour, ms=3,
+                      label=prefix + "Monte Carlo null − D")
+        ax_x.plot(steps, [r["excess_sign"] for r in rows], "x:", color=colour, label=prefix + "CLT null − D")
+        _mark_t_d(ax_D, s, colour)
+        _mark_t_d(ax_x, s, colour)
+    n_tokens = sorted({r["n_tokens"] for s in summaries for r in s["gradient_interference"]})
+    ax_D.set(xscale="log", xlabel="checkpoint step", ylabel="D(∇θℓ)",
+             title=f"gradient opposition and its random-sign null (N = {', '.join(map(str, n_tokens))})")
+    ax_x.axhline(0, color="grey", lw=0.8)
+    ax_x.set(xscale="log", xlabel="checkpoint step", ylabel="D_null − D(∇θℓ)",
+             title="excess alignment: > 0 = more aligned than random signs")
+    ax_D.legend(fontsize=7)
+    ax_x.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_by_n(summaries, path, n_checkpoints=4):
+    """D against the number N of pooled tokens, with its null, at a few checkpoints per run."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(summaries), figsize=(5.5 * len(summaries), 4), squeeze=False)
+    for s, ax in zip(summaries, axes[0]):
+        rows = [r for r in s["gradient_interference"] if r.get("by_n")]
+        picked = [rows[i] for i in sorted({round(i) for i in np.linspace(0, len(rows) - 1, n_checkpoints)})] if rows else []
+        for k, r in enumerate(picked):
+            n = [b["n_tokens"] for b in r["by_n"]]
+            ax.plot(n, [b["D_grad"] for b in r["by_n"]], "o-", color=f"C{k}", ms=3, label=f"step {r['step']}: D")
+            null_key = "D_null_mc" if r["by_n"][0].get("D_null_mc") is not None else "D_null_sign"
+            ax.plot(n, [b[null_key] for b in r["by_n"]], "--", color=f"C{k}", label=f"step {r['step']}: null")
+        ax.set(xscale="log", xlabel="N, tokens pooled (nested subsets of the probe)", ylabel="D(∇θℓ)",
+               title=f"{_label(s)}: D against N (dashed: random-sign null)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_figures(summaries, fig_dir, hist_step=None):
     """The figures the summaries have data for; a figure of that name left from an earlier
     analysis that has no data now is removed (it would show results zsl.json no longer holds)."""
-    loss, grad, hist = (os.path.join(fig_dir, name) for name in ("zsl_loss.png", "zsl_grad.png", "zsl_hist.png"))
+    loss, grad, hist, null, by_n_path = (os.path.join(fig_dir, name) for name in
+                                         ("zsl_loss.png", "zsl_grad.png", "zsl_hist.png", "zsl_null.png", "zsl_n.png"))
     plots = []
     if any(s["loss_interference"] for s in summaries):
         plots.append((loss, lambda path: plot_loss_interference(summaries, path)))
     if any(s["gradient_interference"] for s in summaries):
         plots.append((grad, lambda path: plot_gradient_interference(summaries, path)))
         plots.append((hist, lambda path: plot_histogram(summaries, path, hist_step)))
+        plots.append((null, lambda path: plot_null(summaries, path)))
+        plots.append((by_n_path, lambda path: plot_by_n(summaries, path)))
     written = [path for path, _ in plots]
-    for path in {loss, grad, hist} - set(written):
+    for path in {loss, grad, hist, null, by_n_path} - set(written):
         if os.path.isfile(path):
             os.remove(path)
     for path, plot in plots:   # drawn into a temporary file, then renamed: never half a figure
@@ -917,6 +993,34 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"zsl.py: error: {message} (see python zsl.py --help)\n")
 
 
+def _subset_sizes(text):
+    if text.strip().lower() == "none":
+        return []
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = [0]
+    if not sizes or any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts >= 1 like 64,256 (or none), "
+                                         f"got {text!r}")
+    return sizes
+
+
+def start_processes(device):
+    """(rank, world size, device) of this process; under torchrun, joins the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ZSLError("--device=cuda but torch sees no GPU; use --device=cpu")
+    if world == 1:
+        return 0, 1, device
+    if device == "cuda":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world, device
+
+
 def parse_args(argv):
     p = OneLineParser(prog="zsl.py", allow_abbrev=False,
                       description="Zero-sum learning metrics for train.py runs.")
@@ -939,7 +1043,16 @@ def parse_args(argv):
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
+    p.add_argument("--n_signs", type=int, default=N_SIGNS,
+                   help="random sign patterns K of the Monte Carlo null (0: only the free CLT null)")
+    p.add_argument("--subsets", type=_subset_sizes, default=None,
+                   help="token counts N of D against N, e.g. 64,256 (default: 64, 256, 1024, ... below "
+                        "the probe, always plus all of it; 'none': only all of it)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="under torchrun, cuda uses one GPU per process (NCCL), cpu uses gloo")
     args = p.parse_args(argv)
+    if args.n_signs < 0 or args.n_signs == 1:
+        p.error(f"--n_signs must be 0 or at least 2 (its error needs two), got {args.n_signs}")
     for name in ("max_checkpoints", "probe_tokens", "chunk", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -953,7 +1066,9 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    rank = 0
     try:
+        rank, world, device = start_processes(args.device)
         fig_dir = None
         if len(args.run_dirs) > 1:
             fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
@@ -971,7 +1086,11 @@ def main(argv=None):
             summary = analyse_run(run_dir, steps=args.steps, max_checkpoints=args.max_checkpoints,
                                   probe_tokens=args.probe_tokens, grad=not args.no_grad,
                                   update=not args.no_update, chunk=args.chunk,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress and rank == 0, n_signs=args.n_signs,
+                                  subset_sizes=args.subsets, rank=rank, world=world, device=device,
+                                  print_time=rank == 0)
+            if rank > 0:  # process 0 writes and prints
+                continue
             write_json(os.path.join(run_dir, "zsl.json"), summary)
             figures = write_figures([summary], run_dir, args.hist_step)
             summaries.append(summary)
@@ -992,27 +1111,31 @@ def main(argv=None):
             else:
                 for note in notes:
                     print(f"zsl.py: {run_dir}: {note}", file=sys.stderr)
-        if len(summaries) > 1:
+        if len(summaries) > 1 and rank == 0:
             os.makedirs(fig_dir, exist_ok=True)
             figures = write_figures(summaries, fig_dir, args.hist_step)
             if not args.json:
                 print(f"overlay of {len(summaries)} runs -> " + ", ".join(figures))
-        if args.json:
+        if args.json and rank == 0:
             print(json.dumps(_json_safe([{"run_dir": s["run_dir"], "t_d": s["t_d"], "steps": s["steps"]}
                                          for s in summaries]), indent=1))
     except ZSLError as e:
-        print(f"zsl.py: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a full disk, a directory that cannot be created, ...
-        print(f"zsl.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path",
-              file=sys.stderr)
+        if rank == 0:  # under torchrun every process meets the same error; one line is enough
+            print(f"zsl.py: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader stopped early (e.g. `| head -1`); zsl.json is written
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:  # a full disk, a directory that cannot be created, ...
+        print(f"zsl.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # zsl.json of the runs already finished is kept; the rest is not written
         print("zsl.py: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

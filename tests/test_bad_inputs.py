@@ -170,7 +170,7 @@ ZSL_CASES = {
     "steps: empty": (lambda r: [r, "--steps="], "comma-separated"),
     "steps: zero": (lambda r: [r, "--steps=0"], "comma-separated"),
     "probe_tokens: not whole sequences": (lambda r: [r, "--probe_tokens=20"], "multiple of 16"),
-    "probe_tokens: more than the probe": (lambda r: [r, "--probe_tokens=48"], "up to 32"),
+    "probe_tokens: more than the val split": (lambda r: [r, "--probe_tokens=160000000"], "lower --probe_tokens"),
     "probe_tokens: zero": (lambda r: [r, "--probe_tokens=0"], "--probe_tokens must be >= 1"),
     "max_checkpoints: zero": (lambda r: [r, "--max_checkpoints=0"], "--max_checkpoints"),
     "fig_dir with one run": (lambda r: [r, f"--fig_dir={r}/figs"], "several runs"),

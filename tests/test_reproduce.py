@@ -58,11 +58,12 @@ def test_tiny_end_to_end_report(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("report.md", "summary.json", "loss_fits.png", "scaling.png", "zsl_loss.png", "zsl_grad.png"):
+    for name in ("report.md", "summary.json", "loss_fits.png", "scaling.png", "zsl_loss.png", "zsl_grad.png",
+                 "zsl_null.png", "zsl_n.png"):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert [s["name"] for s in summary["sizes"]] == ["1x16", "1x32"]
-    assert len(summary["findings"]) == 5 and all(isinstance(f["holds"], bool) for f in summary["findings"])
+    assert len(summary["findings"]) == 6 and all(isinstance(f["holds"], bool) for f in summary["findings"])
     assert (out / "runs" / "1x32" / "zsl.json").exists()
     assert [r["name"] for r in summary["timescale"]["runs"]] == ["1x16", "1x32"]     # timescale.py's lens
     assert (out / "timescale_runs.png").stat().st_size > 0 and "one-third" in (out / "report.md").read_text()
