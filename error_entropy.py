@@ -185,7 +185,7 @@ def evaluation_set(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT):
 # ---------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size=256):
+def evaluate(model, x, y, batch_size=64):
     """decompose() of the model's predictions on (x, y), streamed batch by batch.
     Returns (terms, per-token losses [N], per-token target ranks [N])."""
     if x.shape[1] > model.config.block_size:
@@ -256,11 +256,14 @@ def mean_over(intervals, key_path, low, high):
 
 
 def zero_sum_summary(intervals, t_d):
-    """Who carries sum |delta l| before t_d / 2 and after 2 t_d (shares of the summed abs)."""
+    """Who carries sum |delta l| before t_d / 2, from t_d / 2 to 2 t_d and after 2 t_d: per group,
+    its share of the tokens, of sum |delta l| (abs_share) and of the net delta CE (net_share),
+    and each term's net change as a share of delta CE."""
     if not t_d:
         return None
     summary = {}
-    for phase, (low, high) in (("before", (0, t_d / 2)), ("after", (2 * t_d, math.inf))):
+    for phase, (low, high) in (("before", (0, t_d / 2)), ("around", (t_d / 2, 2 * t_d)),
+                               ("after", (2 * t_d, math.inf))):
         chosen = [i for i in intervals if i["from_step"] >= low and i["to_step"] <= high]
         if not chosen:
             summary[phase] = None
@@ -269,6 +272,7 @@ def zero_sum_summary(intervals, t_d):
         row = {"intervals": len(chosen), "D": mean_over(intervals, ("D",), low, high)}
         for split in ("by_move", "by_rank"):
             for name in chosen[0][split]:
+                row[f"{split}:{name}:token_share"] = float(np.mean([i[split][name]["share"] for i in chosen]))
                 row[f"{split}:{name}:abs_share"] = sum(i[split][name]["abs"] for i in chosen) / total
                 row[f"{split}:{name}:net_share"] = (sum(i[split][name]["net"] for i in chosen)
                                                      / sum(i["dCE"] for i in chosen))
