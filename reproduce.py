@@ -15,6 +15,7 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     zsl_loss.png          D(Δℓ) and M(Δℓ) against step, per size  (finding 4)
     zsl_grad.png          D(∇θℓ) against step, per size           (finding 5)
     zsl_hist.png          the histogram of C_j at the last checkpoint
+    error_entropy_*.png   CE = EE + SA - log C against step per size, and each term against size
     report.md             the findings, each judged by a stated rule, with the numbers
     summary.json          every number in the report
 
@@ -32,6 +33,7 @@ import os
 import sys
 
 import bnsl
+import error_entropy
 import train
 import zsl
 
@@ -231,9 +233,18 @@ def main(argv=None):
     zsl.write_figures(summaries, args.out_dir)
     verdicts = judge(rows)
     report = write_report(args.out_dir, args, rows, verdicts)
+    try:  # the error-entropy lens: CE = EE + SA - log C of every checkpoint (design.md section 8)
+        lens_text, lens_numbers = error_entropy.report_section(
+            [s["run_dir"] for s in summaries], [s["fit"] for s in summaries], args.out_dir, names=names,
+            context=args.block_size)
+    except (error_entropy.EntropyError, zsl.ZSLError) as e:
+        sys.exit(f"reproduce.py: error: {e}")
+    report += "\n" + lens_text
+    train.atomic_write(os.path.join(args.out_dir, "report.md"), lambda f: f.write(report.encode()))
     summary = {"args": vars(args), "sizes": rows,
                "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
-                            for f, rule, holds, numbers in verdicts]}
+                            for f, rule, holds, numbers in verdicts],
+               "error_entropy": lens_numbers}
     zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
     print("\n" + report.split("## Per size")[0].strip())
     print(f"\nreport: {os.path.join(args.out_dir, 'report.md')}")

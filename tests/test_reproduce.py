@@ -64,6 +64,8 @@ def test_tiny_end_to_end_report(tmp_path):
     assert [s["name"] for s in summary["sizes"]] == ["1x16", "1x32"]
     assert len(summary["findings"]) == 5 and all(isinstance(f["holds"], bool) for f in summary["findings"])
     assert (out / "runs" / "1x32" / "zsl.json").exists()
+    assert [r["name"] for r in summary["error_entropy"]["sizes"]] == ["1x16", "1x32"]   # the error-entropy lens
+    assert (out / "error_entropy_sizes.png").stat().st_size > 0 and "error-entropy lens" in (out / "report.md").read_text()
     # a second call reuses the finished runs instead of training again
     again = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
                            capture_output=True, text=True, timeout=600, cwd=ROOT)
