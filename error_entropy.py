@@ -349,8 +349,8 @@ def power_law_fit(params, values):
     """log y = log a - alpha log N by least squares; R^2 = 1 - SS_res / SS_tot in log space.
     Returns {"a", "alpha", "r2"}, or {"error": why not} (a non-positive value has no log)."""
     params, values = np.asarray(params, dtype=float), np.asarray(values, dtype=float)
-    if len(np.unique(params)) < 2:
-        return {"error": "needs at least two model sizes"}
+    if len(np.unique(params)) < 3:   # two points always lie on a line: R^2 = 1 says nothing
+        return {"error": "needs at least three model sizes"}
     if np.any(values <= 0):
         return {"error": f"a value <= 0 ({values.min():.3g}) has no logarithm"}
     log_n, log_y = np.log(params), np.log(values)
@@ -499,7 +499,7 @@ def report_section(run_dirs, fits, out_dir, names=None, n_tokens=DEFAULT_TOKENS,
         lines.append(f"| {TERM_LABELS[term]} | " + (f"{fit['alpha']:.4f} | {_number(fit['r2'])} |"
                                                   if "error" not in fit else f"— | {fit['error']} |"))
     lines += ["", "![the terms against model size](error_entropy_sizes.png)", ""]
-    lines += [f"![{name}: the terms against step](error_entropy_{name}.png)" for name in names] + [""]
+    lines += [f"![{name}: the terms against step](error_entropy_{name}.png)\n" for name in names]
     data = {"eval_set": eval_set, "sizes": rows, "power_laws": size_fits,
             "runs": [{k: s[k] for k in ("run_dir", "t_d", "fits", "bends_at_deceleration", "zero_sum")}
                      for s in summaries]}

@@ -173,6 +173,7 @@ def test_power_law_fit_recovers_exponent_and_r2():
     noisy = ee.power_law_fit(params, 5.0 * params ** -0.1 * np.array([1.2, 0.8, 1.25, 0.85]))
     assert noisy["r2"] < 0.9
     assert "error" in ee.power_law_fit(params, np.array([1.0, -0.5, 0.3, 0.2]))
+    assert "error" in ee.power_law_fit(params[:2], np.array([1.0, 0.9]))
 
 
 # --- a real run, end to end ----------------------------------------------------------------------
