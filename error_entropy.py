@@ -268,21 +268,21 @@ def zero_sum_summary(intervals, t_d):
         if not chosen:
             summary[phase] = None
             continue
-        total = sum(i["M"] for i in chosen)
+        total, net = sum(i["M"] for i in chosen), sum(i["dCE"] for i in chosen)
+        share = lambda value, whole: value / whole if whole else None
         row = {"intervals": len(chosen), "D": mean_over(intervals, ("D",), low, high)}
         for split in ("by_move", "by_rank"):
             for name in chosen[0][split]:
                 row[f"{split}:{name}:token_share"] = float(np.mean([i[split][name]["share"] for i in chosen]))
-                row[f"{split}:{name}:abs_share"] = sum(i[split][name]["abs"] for i in chosen) / total
-                row[f"{split}:{name}:net_share"] = (sum(i[split][name]["net"] for i in chosen)
-                                                     / sum(i["dCE"] for i in chosen))
+                row[f"{split}:{name}:abs_share"] = share(sum(i[split][name]["abs"] for i in chosen), total)
+                row[f"{split}:{name}:net_share"] = share(sum(i[split][name]["net"] for i in chosen), net)
                 row[f"{split}:{name}:D"] = mean_over(chosen, (split, name, "D"), low, high)
         for term in ("EE", "SA", "neg_log_C"):   # the net change of each term, as a share of delta CE
-            row[f"d{term}_share"] = sum(i[f"d{term}"] for i in chosen) / sum(i["dCE"] for i in chosen)
+            row[f"d{term}_share"] = share(sum(i[f"d{term}"] for i in chosen), net)
         summary[phase] = row
     after = summary.get("after")
     summary["concentrated_in"] = (next((name for name in ("unchanged", "improved", "worsened")
-                                        if after[f"by_move:{name}:abs_share"] > CONCENTRATED), None)
+                                        if (after[f"by_move:{name}:abs_share"] or 0) > CONCENTRATED), None)
                                   if after else None)
     return summary
 

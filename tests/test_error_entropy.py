@@ -166,6 +166,24 @@ def test_loss_changes_by_rank_add_up():
     assert change["by_move"]["unchanged"]["net"] == pytest.approx(sum(same) / 500)
 
 
+def test_zero_sum_summary_splits_the_intervals_by_phase_and_applies_the_rule():
+    def interval(start, end, unchanged_abs):   # 1 - unchanged_abs of sum |dl| in rank-improving tokens
+        group = lambda a: {"share": 0.5, "net": -a / 10, "abs": a, "D": 0.9}
+        return {"from_step": start, "to_step": end, "M": 1.0, "dCE": -0.1, "D": 0.9, "dEE": -0.05,
+                "dSA": -0.03, "dneg_log_C": -0.02, "by_rank": {"0": group(1.0)},
+                "by_move": {"unchanged": group(unchanged_abs), "improved": group(1 - unchanged_abs),
+                            "worsened": group(0.0)}}
+    intervals = [interval(1, 2, 0.5), interval(2, 4, 0.5), interval(40, 50, 0.9), interval(50, 60, 0.6)]
+    summary = ee.zero_sum_summary(intervals, t_d=20)
+    assert summary["before"]["intervals"] == 2 and summary["around"] is None and summary["after"]["intervals"] == 2
+    assert summary["after"]["by_move:unchanged:abs_share"] == pytest.approx(0.75)
+    assert summary["after"]["dEE_share"] == pytest.approx(0.5)
+    assert summary["concentrated_in"] is None                   # 75 % is not more than 80 %
+    intervals[-1] = interval(50, 60, 0.8)
+    assert ee.zero_sum_summary(intervals, t_d=20)["concentrated_in"] == "unchanged"
+    assert ee.zero_sum_summary(intervals, t_d=None) is None
+
+
 def test_power_law_fit_recovers_exponent_and_r2():
     params = np.array([1e4, 1e5, 1e6, 1e7])
     fit = ee.power_law_fit(params, 5.0 * params ** -0.1)
