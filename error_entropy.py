@@ -433,7 +433,7 @@ def plot_sizes(summaries, rows, fits, path):
             title = f"{TERM_LABELS[term]}: no power law ({fit['error']})"
         else:
             ax.plot(dense, fit["a"] * dense ** -fit["alpha"], "-", color="C3")
-            title = f"{TERM_LABELS[term]}: N^-{fit['alpha']:.3f}, R² = {fit['r2']:.3f}"
+            title = f"{TERM_LABELS[term]}: ∝ N^{-fit['alpha']:.3f}, R² = {_number(fit['r2'])}"
             ax.set_yscale("log")
         ax.set(xscale="log", xlabel="non-embedding parameters", title=title)
         ax.title.set_fontsize(8)
@@ -492,7 +492,7 @@ def report_section(run_dirs, fits, out_dir, names=None, n_tokens=DEFAULT_TOKENS,
         lines.append(f"| {row['name']} | {row['params']:,} | {row['CE']:.3f} | {row['EE']:.3f} | {row['SA']:.3f} | "
                      f"{row['neg_log_C']:.3f} | {row['EE_share']:.2f} | "
                      f"{' / '.join(_number(t, 0) for t in t_ds)} | {_number(after and after['D'], 2)} | {shares} |")
-    lines += ["", "Power law in model size over the last checkpoints, term = a·N^(−α):", "",
+    lines += ["", "Power law in model size over the last checkpoints, term = a·N^(−α) (α < 0: rises with size):", "",
               "| term | α | R² |", "|---|---|---|"]
     for term in TERMS:
         fit = size_fits[term]
@@ -573,7 +573,7 @@ def main(argv=None):
                 print(f"across {len(rows)} runs (last checkpoints) -> {os.path.join(fig_dir, 'error_entropy_sizes.png')}")
                 for term in TERMS:
                     fit = fits[term]
-                    print(f"  {TERM_LABELS[term]:22s} " + (f"~ N^-{fit['alpha']:.4f}, R^2 = {_number(fit['r2'])}"
+                    print(f"  {TERM_LABELS[term]:22s} " + (f"~ N^{-fit['alpha']:.4f}, R^2 = {_number(fit['r2'])}"
                                                           if "error" not in fit else fit["error"]))
         if args.json:
             print(json.dumps(zsl._json_safe([{"run_dir": s["run_dir"], "checkpoints": [
