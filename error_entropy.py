@@ -437,6 +437,9 @@ def plot_sizes(summaries, rows, fits, path):
             ax.set_yscale("log")
         ax.set(xscale="log", xlabel="non-embedding parameters", title=title)
         ax.title.set_fontsize(8)
+        import matplotlib.ticker   # no crowded minor tick labels on the log axes
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for k, s in enumerate(summaries):
         ax = axes[-1]
         ax.plot([r["step"] for r in s["checkpoints"]], [r["EE_share"] for r in s["checkpoints"]],
