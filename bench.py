@@ -2,7 +2,7 @@
 Benchmarks: prints the figures the issues ask for.
 
     python bench.py                 # everything
-    python bench.py train bnsl      # only some sections (train, record, bnsl, zsl, zsl_null, zsl_processes)
+    python bench.py train bnsl      # only some sections (train, record, bnsl, zsl, zsl_null, zsl_processes, error_entropy)
 
 Each section is a plain function that prints its own lines. Times are wall-clock
 medians over a few repeats, on whatever threads torch uses (set OMP_NUM_THREADS to pin).
@@ -256,8 +256,38 @@ def bench_zsl_processes(probe_tokens=4096, rounds=3, figure="bench_zsl_processes
     print(f"zsl processes: figure {figure}")
 
 
+def bench_error_entropy():
+    """
+    error_entropy.evaluate: forward + CE = EE + SA - log C (float64, strict ranks) of 102 400
+    validation tokens (1 600 windows of 64) through the default 2 x 64 model (<= 2 s on 2 cores).
+    Wall time and CPU time (all threads), medians of 5: on a shared machine the wall time
+    mostly measures the other processes, the CPU time what the work costs.
+    """
+    import numpy as np
+    import torch
+    import error_entropy
+    import train
+    from model import GPT, GPTConfig
+    c = train.TrainConfig()
+    _, val, meta = train.load_data(c, is_master=True)
+    starts = np.linspace(0, len(val) - c.block_size - 1, 1600).astype(np.int64)
+    x, y = train.windows(val, starts, c.block_size)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=meta["vocab_size"], block_size=c.block_size, n_layer=c.n_layer,
+                          n_head=c.n_head, n_embd=c.n_embd)).eval()
+    wall, cpu = [], []
+    for _ in range(6):   # the first is a warm-up
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        error_entropy.evaluate(model, x, y)
+        wall.append(time.perf_counter() - start_wall)
+        cpu.append(time.process_time() - start_cpu)
+    wall, cpu = sorted(wall[1:])[2], sorted(cpu[1:])[2]
+    print(f"error_entropy: {y.numel():,} tokens of the default model in {wall:.2f} s wall, {cpu:.2f} s CPU "
+          f"(torch threads: {torch.get_num_threads()}; target <= 2 s on 2 cores; median of 5)")
+
+
 SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "zsl": bench_zsl,
-            "zsl_null": bench_zsl_null, "zsl_processes": bench_zsl_processes}
+            "zsl_null": bench_zsl_null, "zsl_processes": bench_zsl_processes, "error_entropy": bench_error_entropy}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(SECTIONS)

@@ -18,6 +18,7 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     zsl_null.png          D(∇θℓ) beside its random-sign null, and the excess alignment   (finding 6)
     zsl_n.png             D(∇θℓ) against the number of pooled tokens N, with the null
     timescale_runs.png    loss and logit scale against dynamic time τ = Σ lr (timescale.py's lens)
+    error_entropy_*.png   CE = EE + SA - log C against step per size, and each term against size
     report.md             the findings, each judged by a stated rule, with the numbers
     summary.json          every number in the report
 
@@ -40,6 +41,7 @@ import sys
 import numpy as np
 
 import bnsl
+import error_entropy
 import timescale
 import train
 import zsl
@@ -324,13 +326,15 @@ def main(argv=None):
         run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
         lens_texts, lens_numbers = {}, {}
         lens_texts["timescale"], lens_numbers["timescale"] = timescale.report_section(run_dirs, fits, args.out_dir)
+        lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
+            run_dirs, fits, args.out_dir, names=names, context=args.block_size)
         verdicts = judge(rows) + [judge_finding_6(rows)]
         report = write_report(args.out_dir, args, rows, verdicts, sections=list(lens_texts.values()))
         summary = {"args": vars(args), "sizes": rows,
                    "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
                                 for f, rule, holds, numbers in verdicts], **lens_numbers}
         zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
-    except (train.ConfigError, bnsl.CurveError, zsl.ZSLError) as e:
+    except (train.ConfigError, bnsl.CurveError, zsl.ZSLError, error_entropy.EntropyError) as e:
         sys.exit(f"reproduce.py: error: {e}")
     except OSError as e:  # a full disk, a directory that cannot be created, ...
         sys.exit(f"reproduce.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path")

@@ -67,6 +67,8 @@ def test_tiny_end_to_end_report(tmp_path):
     assert (out / "runs" / "1x32" / "zsl.json").exists()
     assert [r["name"] for r in summary["timescale"]["runs"]] == ["1x16", "1x32"]     # timescale.py's lens
     assert (out / "timescale_runs.png").stat().st_size > 0 and "one-third" in (out / "report.md").read_text()
+    assert [r["name"] for r in summary["error_entropy"]["sizes"]] == ["1x16", "1x32"]   # the error-entropy lens
+    assert (out / "error_entropy_sizes.png").stat().st_size > 0 and "error-entropy lens" in (out / "report.md").read_text()
     # a second call reuses the finished runs instead of training again
     again = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
                            capture_output=True, text=True, timeout=600, cwd=ROOT)
