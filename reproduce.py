@@ -297,6 +297,10 @@ def main(argv=None):
             raw_steps, raw_losses = bnsl.load_curve(run_dir)
             transient = (args.transient if args.transient is not None
                          else fit_start_rule(raw_steps, raw_losses, entropies[0]))
+            if args.transient is None and transient + 1 > raw_steps[-1] / 2:
+                raise bnsl.CurveError(f"{name}: the fit-window rule starts the fit at step {transient + 1}, less than "
+                                      f"an octave before the run's end ({raw_steps[-1]:.0f}); train longer "
+                                      "(--max_iters) or give --transient=N")
             steps, losses = bnsl.prepare_curve(raw_steps, raw_losses, transient=transient)
             fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
             print(f"{name}: analysing zero-sum learning ...")
