@@ -25,19 +25,32 @@ How the fit works (numpy only):
      We do it for every point of a grid of break shapes at once.
   2. Levenberg-Marquardt from the few best, well separated grid points, with the analytic
      Jacobian, to the least-squares optimum. Errors from sigma^2 (J^T J)^-1, sigma^2 = RSS/(n-p).
-  3. A break is "supported" only if (a) it lies inside the fitted steps, (b) the fit with it
-     beats the fit with one break fewer by BIC = n log(RSS/n) + p log n (lower is better),
-     (c) its c_k and d_k each have a 1-sigma error below 100 %, and (d) it cuts the RSLE of
-     the fit with one break fewer by at least 30 %. Rule (d) catches what BIC misses on
-     smoothed curves, whose residuals are correlated: a corner fitted to the noisy first
-     points of a pure power law lowers the RSLE by 1-25 %, a real bend by far more (ours:
-     about 65 %, the paper's: about 85 %). The sharpness f_k is not tested: a sharp bend
-     (f_k at its lower limit) is real even though its exact sharpness is not measurable.
-     An unsupported fit is still returned, with supported=False and a warning that says why.
+  3. The fit reports a *supported deceleration* only if every one of these holds:
+     (a) it is a deceleration: c1 < 0 (c1 > 0 means the slope steepens, an acceleration);
+     (b) it is a visible one: break 1 lifts the last fitted loss at least 5 % (in log units,
+         -c1 f1 softplus((log T - log d1)/f1) >= 0.05) above the first segment's line -- a
+         scale-free test alone finds "breaks" in the last digits of a noiseless curve (the
+         paper's curves: 0.6-1.2);
+     (c) there are at least 3 fitted points per free parameter (15 for one break);
+     (d) each break lies inside the fitted steps;
+     (e) each break's c_k and d_k have a 1-sigma error below 100 %;
+     (f) one break fewer does not already fit exactly (RSLE <= 1e-9, e.g. a constant curve);
+     (g) the fit beats the fit with one break fewer by BIC = n log(RSS/n) + p log n (lower
+         is better), and (h) cuts its RSLE by at least 30 %. Rule (h) catches what BIC misses
+         on smoothed curves, whose residuals are correlated: a corner fitted to the noisy first
+         points of a pure power law lowers the RSLE by 1-25 %, a real bend by far more (ours:
+         about 65 %, the paper's: about 85 %).
+     The sharpness f_k is not tested: a sharp bend (f_k at its lower limit) is real even though
+     its exact sharpness is not measurable. An unsupported fit is still returned, with
+     supported=False and a warning that says why; t_d, L_d and r_d of an unsupported fit are
+     numbers of a curve, not a deceleration, and zsl.py and reproduce.py do not use them.
 
 Preprocessing (the paper's recipe, each step optional, applied in this order):
-  --smooth=lma       log moving average: the loss at step s becomes the mean of the logged
-                     losses at steps floor(s/1.2) .. s (the paper's mean(x[floor(j/1.2)..j])).
+  --smooth=lma       log moving average: the loss at step s becomes the mean of the loss over
+                     the steps floor(s/1.2) .. s (the paper's mean(x[floor(j/1.2)..j])). The
+                     window is one of steps, not of logged rows: steps that were not logged
+                     are filled in by log-log interpolation first, so a curve logged every 10
+                     or 100 steps is smoothed like one logged at every step.
   --subsample=log    keep every step below 100, every 10th below 1000, every 100th below
                      10000, every 1000th beyond, and the last step.
   --transient=N      drop steps <= N.
@@ -63,7 +76,11 @@ DEFAULT_SUBSAMPLE = "log"
 DEFAULT_TRANSIENT = 10
 MAX_RELATIVE_ERROR = 1.0  # a supported break has c_k and d_k each known to +-100 % (1 sigma)
 MIN_RSLE_GAIN = 0.3       # ... and cuts the RSLE of one break fewer by at least 30 %
+MIN_POINTS_PER_PARAM = 3  # ... from at least 3 fitted points per free parameter (15 for 1 break)
+MIN_BEND = 0.05           # ... and lifts the last loss >= 5 % (in log) above the first segment
+EXACT_RSLE = 1e-9         # one break fewer fitting this well (e.g. a constant curve) leaves no bend
 F_MIN = 1e-3              # smallest break width f we allow (f -> 0 is a sharp corner)
+MAX_SMOOTHED_STEPS = 1e7  # --smooth=lma fills in every step: at most this many
 
 
 class CurveError(ValueError):
@@ -122,11 +139,46 @@ def check_curve(steps, losses, name):
 # ---------------------------------------------------------------- 2. preparing a curve
 
 def log_moving_average(steps, losses):
-    """smoothed(s) = mean of the losses logged at steps floor(s/1.2) <= s' <= s."""
-    running_sum = np.r_[0.0, np.cumsum(losses)]
-    first = np.searchsorted(steps, np.floor(steps / 1.2), side="left")  # window start index
-    last = np.arange(len(steps))                                       # window end index
-    return (running_sum[last + 1] - running_sum[first]) / (last + 1 - first)
+    """smoothed(s) = mean of the loss over the whole steps floor(s/1.2), ..., s (the paper's
+    mean(x[floor(j/1.2) .. j])), with the steps that were not logged filled in first.
+
+    The window is one of *steps*, not of logged rows: a run logged every 10 steps has one row
+    in the window of step 20 but seven in that of step 400, and a mean over rows would then be
+    unlagged early and lagged late -- a bend that is not in the loss. So the loss at an unlogged
+    step j between logged steps t_a < j < t_b is interpolated linearly in log-log space,
+        log L(j) = log L(t_a) + (log j - log t_a) / (log t_b - log t_a) (log L(t_b) - log L(t_a)),
+    which is exact for a power law. A window that reaches before the first logged step (or into
+    a gap next to a step <= 0, where log t does not exist) cannot be averaged: its step gets nan,
+    and prepare_curve drops it. Logged at every step, nothing is interpolated and nothing but
+    the first step is dropped.
+    """
+    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+    if np.any(steps != np.round(steps)):
+        raise CurveError("--smooth=lma averages over whole steps, but the steps are not whole "
+                         "numbers; use --smooth=none")
+    if steps[-1] - steps[0] > MAX_SMOOTHED_STEPS:
+        raise CurveError(f"--smooth=lma fills in every step, and the curve spans "
+                         f"{steps[-1] - steps[0]:.3g} steps (at most {MAX_SMOOTHED_STEPS:.0e}); "
+                         "use --smooth=none")
+    first = int(steps[0])
+    every_step = np.arange(first, int(steps[-1]) + 1, dtype=float)
+    per_step = np.full(len(every_step), np.nan)
+    per_step[(steps - first).astype(np.int64)] = losses
+    positive = steps > 0
+    fill = np.isnan(per_step) & (every_step > steps[positive][0] if positive.any() else False)
+    per_step[fill] = np.exp(np.interp(np.log(every_step[fill]), np.log(steps[positive]),
+                                      np.log(losses[positive])))
+    known = ~np.isnan(per_step)
+    running_sum = np.r_[0.0, np.cumsum(np.where(known, per_step, 0.0))]
+    running_known = np.r_[0, np.cumsum(known)]
+    start = np.floor(steps / 1.2) - first                    # window start, as an index
+    end = steps - first                                      # window end, as an index
+    inside = start >= 0
+    start, end = np.maximum(start, 0).astype(np.int64), end.astype(np.int64)
+    count = end + 1 - start
+    complete = inside & (running_known[end + 1] - running_known[start] == count)
+    mean = (running_sum[end + 1] - running_sum[start]) / count
+    return np.where(complete, mean, np.nan)
 
 
 def log_subsample_mask(steps):
@@ -142,20 +194,27 @@ def log_subsample_mask(steps):
 
 def prepare_curve(steps, losses, smooth=DEFAULT_SMOOTH, subsample=DEFAULT_SUBSAMPLE,
                   transient=DEFAULT_TRANSIENT):
-    """Smooth, then subsample, then drop steps <= transient (the paper's order)."""
+    """Smooth, then subsample, then drop steps <= transient (the paper's order). Steps whose
+    smoothing window reaches before the first logged step are dropped too (they have no value)."""
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     if smooth not in ("lma", "none") or subsample not in ("log", "none"):
         raise CurveError(f"unknown preprocessing smooth={smooth!r} subsample={subsample!r}; "
                          "use smooth=lma|none and subsample=log|none")
+    if len(steps) == 0:
+        return steps, losses
     if smooth == "lma":
         losses = log_moving_average(steps, losses)
     if subsample == "log":
         keep = log_subsample_mask(steps)
         steps, losses = steps[keep], losses[keep]
     keep = steps > transient
-    if len(steps) and not keep.any():
+    if not keep.any():
         raise CurveError(f"--transient={transient:g} drops every step (the curve ends at step "
                          f"{steps[-1]:g}); use a smaller --transient")
+    keep &= ~np.isnan(losses)
+    if not keep.any():
+        raise CurveError(f"no step after {steps[0]:g} has a full smoothing window "
+                         f"(steps {steps[0]:g}..{steps[-1]:g}); give a longer curve or --smooth=none")
     return steps[keep], losses[keep]
 
 
@@ -326,8 +385,11 @@ def fit_bnsl(steps, losses, breaks=1):
     # Covariance sigma^2 (J^T J)^-1 with sigma^2 = RSS / (n - p).
     jacobian = bnsl_jacobian(theta, log_t)
     try:
-        covariance = rss / (n - n_params) * np.linalg.inv(jacobian.T @ jacobian)
+        with np.errstate(all="ignore"):   # a singular J^T J (e.g. a constant curve): nan errors
+            covariance = rss / (n - n_params) * np.linalg.inv(jacobian.T @ jacobian)
     except np.linalg.LinAlgError:
+        covariance = np.full((n_params, n_params), np.nan)
+    if not np.all(np.isfinite(covariance)):
         covariance = np.full((n_params, n_params), np.nan)
     error = np.sqrt(np.abs(np.diag(covariance)))
 
@@ -364,8 +426,23 @@ def fit_bnsl(steps, losses, breaks=1):
         if breaks == 2:   # the two-segment formula ignores break 2: use the fitted curve at T
             result["L_hat_T"] = np.exp(bnsl_log_loss(theta, log_t[-1:]))[0]
 
-    # Is each break supported? Inside the fitted steps, and better than one break fewer.
+    # Is there a supported deceleration? See the rules in the module docstring.
     problems = []
+    if breaks > 0 and result["c1"] >= 0:
+        problems.append(f"break 1 is an acceleration, not a deceleration (c1 = {result['c1']:+.3g}: "
+                        "the slope steepens; a deceleration has c1 < 0)")
+    if breaks > 0 and result["c1"] < 0:
+        # How far break 1 lifts the last fitted loss above the first segment's extrapolation:
+        # log(b T^-c0) - log L(T) from break 1 alone = -c1 f1 softplus((log T - log d1) / f1).
+        c1, log_d1, f1 = theta[2:5]
+        lift = -c1 * f1 * softplus((log_t[-1] - log_d1) / f1)
+        if lift < MIN_BEND:
+            problems.append(f"break 1 is too slight to be a deceleration: it lifts the last "
+                            f"loss only {lift:.1%} above the first segment's line (needs "
+                            f"{MIN_BEND:.0%})")
+    if breaks > 0 and n < MIN_POINTS_PER_PARAM * n_params:
+        problems.append(f"only {n} points for {n_params} parameters (a supported break needs "
+                        f"{MIN_POINTS_PER_PARAM * n_params}); give a longer or denser curve")
     for k in range(breaks):
         if not steps[0] <= result[f"d{k + 1}"] <= steps[-1]:
             problems.append(f"break {k + 1} at step {result[f'd{k + 1}']:.3g} lies outside "
@@ -378,12 +455,18 @@ def fit_bnsl(steps, losses, breaks=1):
     if breaks > 0:
         fewer = power_law if breaks == 1 else fit_theta(log_t, log_loss, breaks - 1)
         rss_fewer = rss_of(fewer)
-        bic = n * np.log(rss / n) + n_params * np.log(n)       # BIC = n log(RSS/n) + p log n
-        bic_fewer = n * np.log(rss_fewer / n) + (n_params - 3) * np.log(n)
-        gain = 1 - np.sqrt(rss / rss_fewer)                   # 1 - RSLE / RSLE(one break fewer)
-        if bic >= bic_fewer or gain < MIN_RSLE_GAIN:
-            problems.append(f"{breaks} break(s) no better than {breaks - 1} (RSLE {gain:.0%} lower, "
-                            f"BIC {bic:.1f} vs {bic_fewer:.1f})")
+        if np.sqrt(rss_fewer / n) <= EXACT_RSLE:
+            # e.g. a constant curve: log(RSS) and the RSLE ratio below would be 0/0 noise
+            problems.append(f"{breaks - 1} break(s) already fit the curve exactly "
+                            f"(RSLE {np.sqrt(rss_fewer / n):.1g}); there is no bend to find")
+        else:
+            rss_safe = max(rss, EXACT_RSLE ** 2 * n)              # log(0) would be -inf
+            bic = n * np.log(rss_safe / n) + n_params * np.log(n)  # BIC = n log(RSS/n) + p log n
+            bic_fewer = n * np.log(rss_fewer / n) + (n_params - 3) * np.log(n)
+            gain = 1 - np.sqrt(rss / rss_fewer)                   # 1 - RSLE / RSLE(one break fewer)
+            if bic >= bic_fewer or gain < MIN_RSLE_GAIN:
+                problems.append(f"{breaks} break(s) no better than {breaks - 1} (RSLE {gain:.0%} "
+                                f"lower, BIC {bic:.1f} vs {bic_fewer:.1f})")
     result["supported"] = not problems
     result["warning"] = "; ".join(problems) or None
     result["steps"], result["losses"] = steps, losses        # the fitted points, for plots
@@ -413,8 +496,9 @@ def plot_fits(results, path):
         dense = np.geomspace(steps[0], steps[-1], 400)
         axes.plot(steps, result["losses"], color=colour, lw=2, alpha=0.35)
         label = result.get("name", f"curve {index + 1}")
-        if result["t_d"] is None:
-            axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1, label=label)
+        if result["t_d"] is None or not result["supported"]:   # no deceleration: no t_d to mark
+            axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
+                      label=label if result["t_d"] is None else f"{label}: no supported deceleration")
             continue
         t_d, L_d, r_d = result["t_d"], result["L_d"], result["r_d"]
         axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
