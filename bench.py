@@ -2,7 +2,8 @@
 Benchmarks: prints the figures the issues ask for.
 
     python bench.py                 # everything
-    python bench.py train bnsl      # only some sections (train, record, bnsl, zsl, zsl_null, zsl_processes, error_entropy)
+    python bench.py train bnsl      # only some sections (train, record, bnsl, zsl, zsl_null, zsl_processes,
+                                    #   error_entropy, bpe, vocab)
 
 Each section is a plain function that prints its own lines. Times are wall-clock
 medians over a few repeats, on whatever threads torch uses (set OMP_NUM_THREADS to pin).
@@ -286,8 +287,149 @@ def bench_error_entropy():
           f"(torch threads: {torch.get_num_threads()}; target <= 2 s on 2 cores; median of 5)")
 
 
+def bench_bpe():
+    """Building data/stdlib_bpe2048: learning 1 792 merges on the standard-library training split and
+    encoding it (target: <= 60 s on 2 cores). Needs data/stdlib (train.py or data/prepare.py builds it)."""
+    import os
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
+    import bpe
+    import prepare
+    byte_dir = os.path.join(prepare.DATA_ROOT, "stdlib")
+    if not os.path.isfile(os.path.join(byte_dir, "meta.json")):
+        prepare.build_stdlib(byte_dir)
+    train_bytes, _, _ = prepare.load_dataset(byte_dir)
+    text = bytes(train_bytes).decode("utf-8", "surrogateescape")
+    start = time.perf_counter()
+    tokenizer = bpe.Tokenizer.train(text, 2048)
+    learned = time.perf_counter()
+    ids = tokenizer.encode(text)
+    encoded = time.perf_counter()
+    print(f"bpe: {len(train_bytes) / 1e6:.1f} MB -> {len(ids):,} tokens ({len(train_bytes) / len(ids):.2f} bytes/token); "
+          f"learning 1 792 merges {learned - start:.1f} s + encoding {encoded - learned:.1f} s = "
+          f"{encoded - start:.1f} s (target <= 60 s)")
+
+
+class NanoGPTStyle:
+    """
+    A GPT written the way nanoGPT's model.py writes it (our own few lines, for a side-by-side): one
+    c_attn Linear, SDPA causal attention, GELU MLP, pre-norm blocks, tied lm_head, and the loss as
+    F.cross_entropy(logits.view(-1, V), targets.view(-1)) -- the mean, computed in one call.
+    """
+
+    @staticmethod
+    def build(vocab_size, n_layer, n_embd, block_size=64):
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        class Attention(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.c_attn, self.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
+
+            def forward(self, x):
+                B, T, C = x.shape
+                q, k, v = (t.view(B, T, -1, 32).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(n_embd), Attention(), nn.LayerNorm(n_embd)
+                self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd))
+
+            def forward(self, x):
+                x = x + self.attn(self.ln_1(x))
+                return x + self.mlp(self.ln_2(x))
+
+        class GPT(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.wte, self.wpe = nn.Embedding(vocab_size, n_embd), nn.Embedding(block_size, n_embd)
+                self.h = nn.ModuleList([Block() for _ in range(n_layer)])
+                self.ln_f, self.lm_head = nn.LayerNorm(n_embd), nn.Linear(n_embd, vocab_size, bias=False)
+                self.wte.weight = self.lm_head.weight
+                for p in self.parameters():
+                    if p.dim() == 2:
+                        nn.init.normal_(p, std=0.02)
+
+            def forward(self, idx, targets):
+                x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+                for block in self.h:
+                    x = block(x)
+                logits = self.lm_head(self.ln_f(x))
+                return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+        return GPT()
+
+
+def step_seconds(model, vocab_size, ours, steps=20, repeats=3, batch_size=32, block_size=64):
+    """Median seconds per training step (forward, backward, clip, AdamW) on random tokens."""
+    import torch
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
+    x, y = torch.randint(vocab_size, (batch_size, block_size)), torch.randint(vocab_size, (batch_size, block_size))
+
+    def one_step():
+        if ours:  # as train.py calls it: per-token losses, then their mean
+            _, losses = model(x, y, per_token=True)
+            loss = losses.mean()
+        else:
+            _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+
+    return median_time(lambda: [one_step() for _ in range(steps)], repeats=repeats) / steps
+
+
+def head_seconds(vocab_size, n_embd, steps=20, tokens=32 * 64):
+    """Seconds per step of the output head and the cross-entropy alone: logits = h Wᵀ, loss, backward."""
+    import torch
+    import torch.nn.functional as F
+    h = torch.randn(tokens, n_embd, requires_grad=True)
+    W = (0.02 * torch.randn(vocab_size, n_embd)).requires_grad_()
+    y = torch.randint(vocab_size, (tokens,))
+
+    def one_step():
+        F.cross_entropy(h @ W.t(), y, reduction="none").mean().backward()
+        h.grad = W.grad = None
+
+    return median_time(lambda: [one_step() for _ in range(steps)], repeats=3) / steps
+
+
+def bench_vocab():
+    """
+    Time per training step at vocab 256 (bytes) and 2048 (BPE), ours against a nanoGPT-style model of
+    the same size, alternated; and where a step of ours goes: the output head + cross-entropy
+    (forward and backward, measured alone) against everything else.
+    """
+    import torch
+    from model import GPT, GPTConfig
+    print(f"torch threads: {torch.get_num_threads()} (a shared machine makes these noisy: medians, alternated)")
+    for n_layer, n_embd in ((1, 32), (2, 64), (3, 96)):
+        for vocab_size in (256, 2048):
+            torch.manual_seed(0)
+            ours_model = GPT(GPTConfig(vocab_size=vocab_size, n_layer=n_layer, n_head=max(1, n_embd // 32),
+                                       n_embd=n_embd))
+            nano_model = NanoGPTStyle.build(vocab_size, n_layer, n_embd)
+            ours, nano = [], []
+            for _ in range(3):  # A/B/A/B...: both see the same machine load
+                ours.append(step_seconds(ours_model, vocab_size, ours=True))
+                nano.append(step_seconds(nano_model, vocab_size, ours=False))
+            ours_s, nano_s = sorted(ours)[1], sorted(nano)[1]
+            head = head_seconds(vocab_size, n_embd)
+            print(f"{n_layer}x{n_embd:<3d} vocab {vocab_size:4d}: ours {1e3 * ours_s:6.1f} ms/step, nanoGPT-style "
+                  f"{1e3 * nano_s:6.1f} ms/step (ratio {nano_s / ours_s:.2f}); head + cross-entropy "
+                  f"{1e3 * head:5.1f} ms ({100 * head / ours_s:.0f}%), the rest {1e3 * (ours_s - head):5.1f} ms")
+
+
 SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "zsl": bench_zsl,
-            "zsl_null": bench_zsl_null, "zsl_processes": bench_zsl_processes, "error_entropy": bench_error_entropy}
+            "zsl_null": bench_zsl_null, "zsl_processes": bench_zsl_processes, "error_entropy": bench_error_entropy,
+            "bpe": bench_bpe, "vocab": bench_vocab}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(SECTIONS)

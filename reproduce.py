@@ -45,13 +45,19 @@ import error_entropy
 import timescale
 import train
 import zsl
+from train import prepare  # data/prepare.py
 
-# Defaults chosen by experiment (README, "Results"): warm-up 100 from 10% of the peak, 3000 steps,
-# so every size has about a decade of steps on each side of its bend; the peak learning rate
-# shrinks with width, lr = learning_rate * 64 / n_embd (wider models take smaller steps, as in
-# the paper: 1.26e-3 for 14M down to 4.87e-4 for 472M).
-DEFAULTS = dict(sizes="1x32,2x64,3x96", max_iters=3000, warmup_iters=100, learning_rate=3e-3,
-                batch_size=32, block_size=64, seed=1337, transient=10, probe_tokens=1024)
+# Defaults chosen by experiment (README, "Results"; design.md section 5): the standard-library text
+# in a 2048-token byte-level BPE vocabulary (with bytes, every size bends at the same loss, just above
+# the byte-bigram entropy, so L_d cannot fall with size); warm-up 100 from 10% of the peak, 3000
+# steps, so the late bend (t_d ~ 600) has most of a decade before it and half a decade after; the
+# peak learning rate shrinks with width, lr = learning_rate * 64 / n_embd (wider models take smaller
+# steps, as in the paper: 1.26e-3 for 14M down to 4.87e-4 for 472M); a probe of 32 sequences
+# (2 048 tokens; 16 were noisy for D(Δℓ); 64 cost ~7% of the training time, 32 ~4%, the target
+# is <= 5%); D(∇θℓ) on its first 1 024 tokens.
+DEFAULTS = dict(dataset="stdlib_bpe2048", sizes="1x32,2x64,3x96", max_iters=2048, warmup_iters=100,
+                learning_rate=3e-3, batch_size=32, block_size=64, n_probe=32, seed=1337, transient=None,
+                probe_tokens=1024)
 
 
 def learning_rate_for(n_embd, args):
@@ -78,7 +84,7 @@ NOT_SCIENCE = train.RESUMABLE_OVERRIDES - {"max_iters"}
 def size_config(run_dir, n_layer, n_embd, args):
     """The train.py config of one size, checked (a bad flag fails before any training)."""
     config = train.TrainConfig(
-        out_dir=run_dir, n_layer=n_layer, n_head=max(1, n_embd // 32), n_embd=n_embd,  # heads 32 wide
+        out_dir=run_dir, dataset=args.dataset, n_probe=args.n_probe, n_layer=n_layer, n_head=max(1, n_embd // 32), n_embd=n_embd,  # heads 32 wide
         block_size=args.block_size, batch_size=args.batch_size, max_iters=args.max_iters,
         learning_rate=learning_rate_for(n_embd, args), warmup_iters=args.warmup_iters, seed=args.seed,
         device=args.device)
@@ -136,17 +142,76 @@ def check_flags(args, sizes):
     if any(a >= b for a, b in zip(rough, rough[1:])):
         raise train.ConfigError(f"--sizes must go from the smallest model to the largest (about 12 "
                                 f"n_layer n_embd^2 parameters: {', '.join(map(str, rough))}); reorder them")
-    probe = train.TrainConfig().n_probe * args.block_size    # the probe: n_probe sequences of block_size
+    probe = args.n_probe * args.block_size    # the probe: n_probe sequences of block_size
     if args.probe_tokens > probe or (args.probe_tokens > args.block_size and args.probe_tokens % args.block_size):
         raise train.ConfigError(f"--probe_tokens={args.probe_tokens}: the probe holds {probe // args.block_size} "
                                 f"sequences of {args.block_size} tokens; use at most {args.block_size} or a "
                                 f"multiple of {args.block_size} up to {probe}")
     every_step = np.arange(1.0, args.max_iters + 1)
-    fitted = every_step[bnsl.log_subsample_mask(every_step) & (every_step > max(args.transient, 1))]
-    if len(fitted) < bnsl.MIN_POINTS_PER_PARAM * 5:
+    fitted = every_step[bnsl.log_subsample_mask(every_step) & (every_step > max(args.transient or 0, 1))]
+    if args.transient is not None and len(fitted) < bnsl.MIN_POINTS_PER_PARAM * 5:
         raise train.ConfigError(f"--transient={args.transient} with --max_iters={args.max_iters} leaves "
                                 f"{len(fitted)} points for the 1-break fit, which needs "
                                 f"{bnsl.MIN_POINTS_PER_PARAM * 5}; lower --transient or raise --max_iters")
+
+
+# ---------------------------------------------------------------------------------------------
+# The data's entropies, and the fit-window rule (stated before the final runs, the same for every size)
+
+def token_entropies(data_dir):
+    """(H1, H2) of the training split in nats per token: the unigram entropy H1 = −Σ p(a) log p(a),
+    and the bigram conditional entropy H2 = H(next | current) = H(a, b) − H(a). A model that knows
+    only token frequencies reaches H1; one that knows only the previous token, H2."""
+    train_tokens, _, meta = prepare.load_dataset(data_dir)
+    V = meta["vocab_size"]
+    tokens = np.asarray(train_tokens, dtype=np.int64)
+    entropy = lambda counts: float(-(p := counts[counts > 0] / counts.sum()) @ np.log(p))
+    unigram = np.bincount(tokens, minlength=V)
+    pairs = np.bincount(tokens[:-1] * V + tokens[1:], minlength=V * V)  # counts of (a, b)
+    first = pairs.reshape(V, V).sum(axis=1)                             # counts of a, as first of a pair
+    return entropy(unigram), entropy(pairs) - entropy(first)
+
+
+def fit_start_rule(steps, losses, H1):
+    """
+    THE FIT-WINDOW RULE (written down before the final runs; the same for every size and dataset):
+    s1 = the first step whose smoothed loss (log moving average, as the fit uses) is below the
+    data's unigram entropy H1 -- the model has learned which tokens are common and begins to use
+    context. The fit uses the steps >= 2 s1, one octave later, so the exit from the unigram plateau
+    (an early bend of its own) is not mistaken for the deceleration. Returns the transient 2 s1 − 1.
+    """
+    steps = np.asarray(steps, dtype=float)
+    smoothed = bnsl.log_moving_average(steps, np.asarray(losses, dtype=float))
+    below = np.flatnonzero(smoothed < H1)
+    if len(below) == 0:
+        raise bnsl.CurveError(f"the smoothed loss never fell below the unigram entropy {H1:.3f}; train longer "
+                              "or give --transient=N")
+    return int(2 * steps[below[0]] - 1)
+
+
+def octave_interference(run_dir):
+    """
+    D(Δℓ) with Δt = t, on the held-out probe, as in the paper's main figure (checkpoint t -> 2t):
+    for each record step s, Δℓ_i = ℓ_i(s') − ℓ_i(s) on the probe (losses just before update s and s'),
+    s' = the first record at or after 2s. Returns [(s, s', D)].
+    """
+    records = [zsl.load_record(path) for path in zsl.record_paths(run_dir)]
+    steps = [int(r["step"]) for r in records]
+    rows = []
+    for k, record in enumerate(records):
+        later = [j for j in range(k + 1, len(records)) if steps[j] >= 2 * steps[k]]
+        if later:
+            j = later[0]
+            D, _, _ = zsl.interference(records[j]["probe_before"] - record["probe_before"])
+            rows.append((steps[k], steps[j], D))
+    return rows
+
+
+def around_deceleration_octave(rows, t_d):
+    """Mean D (Δt = t) over the octaves that end by t_d (s <= t_d/2) and those that start after it (s >= t_d)."""
+    before = [D for s, _, D in rows if s <= t_d / 2 and np.isfinite(D)]
+    after = [D for s, _, D in rows if s >= t_d and np.isfinite(D)]
+    return (float(np.mean(before)) if before else None), (float(np.mean(after)) if after else None)
 
 
 def train_size(config):
@@ -167,24 +232,30 @@ def judge(rows):
     ratio = [r["rsle_power_law"] / r["rsle"] for r in rows]
     L_d = [r["L_d"] for r in rows]
     r_d = [r["r_d"] for r in rows]
-    D_before = [r["D_before"] for r in rows]
-    D_after = [r["D_after"] for r in rows]
+    D_before = [r["D_oct_before"] for r in rows]   # judged: Δt = t, the paper's main figure
+    D_after = [r["D_oct_after"] for r in rows]
+    D_step_before = [r["D_before"] for r in rows]  # reported beside it: one optimizer step, Δt = 1
+    D_step_after = [r["D_after"] for r in rows]
     G_before = [r["D_grad_before"] for r in rows]
     G_after = [r["D_grad_after"] for r in rows]
+    supported = all(r["supported"] for r in rows)
     fmt = lambda values, digits=3: ", ".join("n/a" if v is None else f"{v:.{digits}f}" for v in values)
     return [
         ("1. BNSL fits clearly better than a power law",
          "RSLE(power law) / RSLE(BNSL) >= 2 and the break supported, for every size",
-         all(q >= 2 for q in ratio) and all(r["supported"] for r in rows),
+         all(q >= 2 for q in ratio) and supported,
          f"ratio {fmt(ratio, 1)}; supported {', '.join(str(r['supported']) for r in rows)}"),
-        ("2. L_d decreases with model size", "L_d strictly decreasing from smallest to largest",
-         all(a > b for a, b in zip(L_d, L_d[1:])), f"L_d {fmt(L_d)}"),
-        ("3. r_d increases with model size", "r_d strictly increasing from smallest to largest",
-         all(a < b for a, b in zip(r_d, r_d[1:])), f"r_d {fmt(r_d, 4)}"),
+        # L_d and r_d of an unsupported fit describe a curve, not a deceleration: 2 and 3 need every break supported
+        ("2. L_d decreases with model size", "L_d strictly decreasing from smallest to largest, every break supported",
+         supported and all(a > b for a, b in zip(L_d, L_d[1:])), f"L_d {fmt(L_d)}"),
+        ("3. r_d increases with model size", "r_d strictly increasing from smallest to largest, every break supported",
+         supported and all(a < b for a, b in zip(r_d, r_d[1:])), f"r_d {fmt(r_d, 4)}"),
         ("4. D(Δℓ) rises sharply around t_d",
-         "mean D(Δℓ) (probe, one step) <= 0.5 at steps <= t_d/2 and >= 0.8 at steps >= 2 t_d, every size",
+         "mean D(Δℓ) on the probe from record s to 2s (Δt = t) <= 0.5 over the octaves that end by t_d "
+         "(s <= t_d/2) and >= 0.8 over those that start after it (s >= t_d), every size",
          all(b is not None and a is not None and b <= 0.5 and a >= 0.8 for b, a in zip(D_before, D_after)),
-         f"before {fmt(D_before, 2)}; after {fmt(D_after, 2)}"),
+         f"Δt = t: before {fmt(D_before, 2)}; after {fmt(D_after, 2)} (not judged, one step Δt = 1: "
+         f"{fmt(D_step_before, 2)} at s <= t_d/2 -> {fmt(D_step_after, 2)} at s >= 2 t_d)"),
         ("5. D(∇θℓ) is close to 1 after t_d", "mean D(∇θℓ) >= 0.9 at checkpoints >= 2 t_d, every size",
          all(g is not None and g >= 0.9 for g in G_after),
          f"D(∇θℓ) after {fmt(G_after)} (before t_d/2: {fmt(G_before)})"),
@@ -229,25 +300,36 @@ def plot_scaling(rows, path):
     plt.close(figure)
 
 
-def write_report(out_dir, args, rows, verdicts, sections=()):
+def write_report(out_dir, args, rows, verdicts, entropies, sections=()):
+    H1, H2 = entropies
+    window = (f"from step {args.transient + 1} (--transient)" if args.transient is not None else
+              "by the fit-window rule: from 2 s1, s1 = the first step whose smoothed loss is below the "
+              f"unigram entropy H1 (steps {', '.join(str(r['fit_start']) for r in rows)})")
     lines = ["# Loss deceleration and zero-sum learning at small scale", "",
-             f"`python reproduce.py {' '.join(sys.argv[1:])}`: sizes {args.sizes}, {args.max_iters} steps, "
-             f"warm-up {args.warmup_iters} from 10% of the peak LR ({args.learning_rate} x 64 / width"
+             f"`python reproduce.py {' '.join(sys.argv[1:])}`: dataset {args.dataset}, sizes {args.sizes}, "
+             f"{args.max_iters} steps, warm-up {args.warmup_iters} from 10% of the peak LR ({args.learning_rate} x 64 / width"
              f"{'' if args.lr_scaling == 'width' else ': off, the same for all'}), batch "
-             f"{args.batch_size}x{args.block_size} tokens, seed {args.seed}. BNSL fit from step "
-             f"{args.transient + 1} (log moving average, log subsampling).", "",
+             f"{args.batch_size}x{args.block_size} tokens, probe {args.n_probe}x{args.block_size} tokens, "
+             f"seed {args.seed}. BNSL fit {window} (log moving average, log subsampling).", "",
+             f"The data's training split: unigram entropy H1 = {H1:.3f}, bigram conditional entropy "
+             f"H2 = H(next | current) = {H2:.3f} nats per token.", "",
              "## Findings", "", "| finding | rule | holds | numbers (smallest to largest) |", "|---|---|---|---|"]
     lines += [f"| {name} | {rule} | {'yes' if holds else '**no**'} | {numbers} |" for name, rule, holds, numbers in verdicts]
     lines += ["", "## Per size", "",
-              "| size | params | t_d | L_d | r_d | RSLE | RSLE power law | final loss | D(Δℓ) before / after | D(∇θℓ) before / after |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| size | params | fit from | t_d | L_d | L_d − H2 | r_d | RSLE | RSLE power law | final loss | "
+              "D(Δℓ) Δt = t before / after | D(Δℓ) Δt = 1 before / after | D(∇θℓ) before / after |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t_d = f"{r['t_d']:.0f} ± {r['t_d_err']:.0f}" if r["t_d"] is not None else "none (fit unsupported)"
-        lines.append(f"| {r['name']} | {r['params']:,} | {t_d} | "
-                     f"{r['L_d']:.3f} ± {r['L_d_err']:.3f} | {r['r_d']:.4f} ± {r['r_d_err']:.4f} | {r['rsle']:.4f} | "
-                     f"{r['rsle_power_law']:.4f} | {r['L_T']:.3f} | {r['D_before'] or float('nan'):.2f} / "
-                     f"{r['D_after'] or float('nan'):.2f} | {r['D_grad_before'] or float('nan'):.3f} / "
-                     f"{r['D_grad_after'] or float('nan'):.3f} |")
+        lines.append(f"| {r['name']} | {r['params']:,} | {r['fit_start']} | {t_d} | "
+                     f"{r['L_d']:.3f} ± {r['L_d_err']:.3f} | {r['L_d'] - H2:+.3f} | {r['r_d']:.4f} ± {r['r_d_err']:.4f} | "
+                     f"{r['rsle']:.4f} | {r['rsle_power_law']:.4f} | {r['L_T']:.3f} | "
+                     f"{r['D_oct_before'] or float('nan'):.2f} / {r['D_oct_after'] or float('nan'):.2f} | "
+                     f"{r['D_before'] or float('nan'):.2f} / {r['D_after'] or float('nan'):.2f} | "
+                     f"{r['D_grad_before'] or float('nan'):.3f} / {r['D_grad_after'] or float('nan'):.3f} |")
+    lines += ["", "D(Δℓ) Δt = t: on the probe from record s to record 2s, before = octaves with s <= t_d/2, "
+              "after = s >= t_d (judged, as the paper's main figure); Δt = 1: one optimizer step on the probe, "
+              "before = steps <= t_d/2, after = steps >= 2 t_d (reported); D(∇θℓ): checkpoints <= t_d/2 and >= 2 t_d."]
     lines += ["", "## Figures", "", "![loss curves and BNSL fits](loss_fits.png)", "",
               "![L_d and r_d against model size](scaling.png)", "",
               "![D(Δℓ) and M(Δℓ) against step](zsl_loss.png)", "", "![D(∇θℓ) against step](zsl_grad.png)", "",
@@ -271,8 +353,12 @@ def main(argv=None):
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out_dir", default="report", help="where the report and the runs go")
     parser.add_argument("--sizes", default=DEFAULTS["sizes"], help="n_layer x n_embd, comma-separated, smallest first")
-    for key in ("max_iters", "warmup_iters", "batch_size", "block_size", "seed", "transient", "probe_tokens"):
+    parser.add_argument("--dataset", default=DEFAULTS["dataset"],
+                        help="a dataset under data/ (stdlib: bytes; stdlib_bpeN: BPE, built on first use)")
+    for key in ("max_iters", "warmup_iters", "batch_size", "block_size", "n_probe", "seed", "probe_tokens"):
         parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key])
+    parser.add_argument("--transient", type=int, default=None,
+                        help="fit from step N+1 for every size (default: the fit-window rule, see fit_start_rule)")
     parser.add_argument("--learning_rate", type=float, default=DEFAULTS["learning_rate"],
                         help="peak learning rate of a 64-wide model (see --lr_scaling)")
     parser.add_argument("--lr_scaling", choices=("width", "none"), default="width",
@@ -286,18 +372,28 @@ def main(argv=None):
             raise train.ConfigError("--sizes needs at least two sizes to compare")
         if args.probe_tokens < 1:
             raise train.ConfigError(f"--probe_tokens must be at least 1, got {args.probe_tokens}")
-        if args.transient < 0:
+        if args.transient is not None and args.transient < 0:
             raise train.ConfigError(f"--transient must not be negative, got {args.transient}")
         names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
         configs = [size_config(os.path.join(args.out_dir, "runs", name), n_layer, n_embd, args)
                    for name, (n_layer, n_embd) in zip(names, sizes)]
         check_flags(args, sizes)
         os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
-        rows, summaries = [], []
+        rows, summaries, entropies = [], [], None
         for name, config in zip(names, configs):
             run_dir = config.out_dir
             train_size(config)
-            steps, losses = bnsl.prepare_curve(*bnsl.load_curve(run_dir), transient=args.transient)
+            if entropies is None:  # the dataset exists once the first size has trained
+                entropies = token_entropies(config.dataset if os.sep in config.dataset
+                                            else os.path.join(prepare.DATA_ROOT, config.dataset))
+            raw_steps, raw_losses = bnsl.load_curve(run_dir)
+            transient = (args.transient if args.transient is not None
+                         else fit_start_rule(raw_steps, raw_losses, entropies[0]))
+            if args.transient is None and transient + 1 > raw_steps[-1] / 2:
+                raise bnsl.CurveError(f"{name}: the fit-window rule starts the fit at step {transient + 1}, less than "
+                                      f"an octave before the run's end ({raw_steps[-1]:.0f}); train longer "
+                                      "(--max_iters) or give --transient=N")
+            steps, losses = bnsl.prepare_curve(raw_steps, raw_losses, transient=transient)
             fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
             print(f"{name}: analysing zero-sum learning ...")
             summary = zsl.analyse_run(run_dir, probe_tokens=args.probe_tokens, progress=True)
@@ -308,6 +404,8 @@ def main(argv=None):
             params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
             D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
                                                               else (None,) * 4)
+            octaves = octave_interference(run_dir)
+            D_oct_before, D_oct_after = around_deceleration_octave(octaves, t_d) if t_d else (None, None)
             excess = dict(zip(("excess_before", "excess_after", "excess_sign_before", "excess_sign_after"),
                               zsl.excess_around_deceleration(summary, t_d) +
                               zsl.excess_around_deceleration(summary, t_d, key="excess_sign")
@@ -315,8 +413,9 @@ def main(argv=None):
             rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
                                                  "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
                                                  "b", "c0", "c1", "f1")},
-                         "t_d": t_d, "params": params, "D_before": D_before, "D_after": D_after,
-                         "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess})
+                         "t_d": t_d, "params": params, "fit_start": transient + 1, "D_before": D_before,
+                         "D_after": D_after, "D_oct_before": D_oct_before, "D_oct_after": D_oct_after,
+                         "octaves": octaves, "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess})
             summaries.append({**summary, "run_dir": run_dir, "fit": fit})
 
         bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
@@ -329,8 +428,8 @@ def main(argv=None):
         lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
             run_dirs, fits, args.out_dir, names=names, context=args.block_size)
         verdicts = judge(rows) + [judge_finding_6(rows)]
-        report = write_report(args.out_dir, args, rows, verdicts, sections=list(lens_texts.values()))
-        summary = {"args": vars(args), "sizes": rows,
+        report = write_report(args.out_dir, args, rows, verdicts, entropies, sections=list(lens_texts.values()))
+        summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,
                    "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
                                 for f, rule, holds, numbers in verdicts], **lens_numbers}
         zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)

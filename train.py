@@ -68,7 +68,7 @@ import prepare  # noqa: E402  (data/prepare.py)
 class TrainConfig:
     # run directory and data
     out_dir: str = "out"              # where the run directory goes
-    dataset: str = "stdlib"           # a directory under data/ (or a path); "stdlib" is built on first use
+    dataset: str = "stdlib"           # a directory under data/ (or a path); stdlib, stdlib_bpeN built on first use
     resume: bool = False              # continue from the newest checkpoint in out_dir
     overwrite: bool = False           # allow starting afresh in an out_dir that already holds a run
     # model (see model.GPTConfig)
@@ -316,9 +316,11 @@ def save_npz(path, **arrays):
 
 def load_data(c, is_master):
     data_dir = c.dataset if os.sep in c.dataset else os.path.join(prepare.DATA_ROOT, c.dataset)
-    if c.dataset == "stdlib" and not os.path.isfile(os.path.join(data_dir, "meta.json")) and is_master:
-        print("building the default dataset (Python standard library source) ...")
-        prepare.build_stdlib(data_dir)
+    if is_master:  # "stdlib" and "stdlib_bpeN" are built on first use
+        try:
+            prepare.build_named_if_missing(c.dataset, data_dir)
+        except prepare.DataError as e:
+            raise ConfigError(str(e))
     if dist.is_initialized():
         dist.barrier()  # the other processes wait until the data exists
     try:

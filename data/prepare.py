@@ -16,9 +16,17 @@ not a slice of a file the model trains on. The default corpus is capped at
 A custom file is split 90% / 10% (the first 90% trains). With --level=char the
 vocabulary is the file's distinct characters instead of bytes.
 
+    python data/prepare.py --vocab_size=2048          # data/stdlib_bpe2048/: the same text, byte-level BPE
+    python data/prepare.py --input my.txt --vocab_size=1024   # data/my_bpe1024/
+
+With --vocab_size=N > 256 the tokens are byte-level BPE (data/bpe.py): N - 256 merges learned on
+the training split only, merges.txt saved beside the token arrays, so a dataset can always be
+decoded (bpe.Tokenizer.load(dataset_dir).decode(ids)). train.py builds stdlib_bpeN on first use.
+
 Each dataset directory holds:
     train.bin, val.bin   token ids, flat numpy arrays (uint8, uint16 or uint32, see meta.json)
     meta.json            vocab_size, dtype, level, source, token counts (and chars, for --level=char)
+    merges.txt           the BPE merges (BPE datasets only)
 
 An existing dataset is never replaced silently: the command refuses unless --overwrite.
 """
@@ -26,10 +34,14 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import sysconfig
 
 import numpy as np
+from tqdm import tqdm
+
+import bpe  # data/bpe.py, beside this file
 
 DATA_ROOT = os.path.dirname(os.path.abspath(__file__))
 MIN_TOKENS = 1000  # below this there is not enough text to train or validate on
@@ -99,8 +111,8 @@ def build_stdlib(out_dir=os.path.join(DATA_ROOT, "stdlib"), max_bytes=16_000_000
     return write_dataset(out_dir, train_ids, val_ids, meta)
 
 
-def build_from_file(path, out_dir, level="byte"):
-    """A dataset from one UTF-8 text file: first 90% train, last 10% validation."""
+def read_text_file(path):
+    """(raw bytes, text) of a UTF-8 text file, or a DataError that says what is wrong."""
     if not os.path.isfile(path):
         raise DataError(f"input file {path!r} does not exist" if not os.path.exists(path) else
                         f"input {path!r} is a directory, not a file; give one UTF-8 text file")
@@ -117,6 +129,12 @@ def build_from_file(path, out_dir, level="byte"):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"input file {path!r} is not UTF-8 text (bad byte at offset {e.start})")
+    return raw, text
+
+
+def build_from_file(path, out_dir, level="byte"):
+    """A dataset from one UTF-8 text file: first 90% train, last 10% validation."""
+    raw, text = read_text_file(path)
     if level == "byte":
         ids, meta = np.frombuffer(raw, dtype=np.uint8), {"vocab_size": 256}
     else:
@@ -128,6 +146,79 @@ def build_from_file(path, out_dir, level="byte"):
     n_train = int(0.9 * len(ids))
     meta.update(level=level, source=os.path.abspath(path))
     return write_dataset(out_dir, ids[:n_train], ids[n_train:], meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# BPE datasets (data/bpe.py): the same text, in tokens of 3 bytes or so instead of 1
+
+def bpe_name(base, vocab_size):
+    """'stdlib', 2048 -> 'stdlib_bpe2048'."""
+    return f"{base}_bpe{vocab_size}"
+
+
+def parse_bpe_name(name):
+    """'stdlib_bpe2048' -> 2048; None for any other name."""
+    match = re.fullmatch(r"stdlib_bpe(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def build_bpe(out_dir, train_text, val_text, vocab_size, source):
+    """Learn vocab_size - 256 merges on the training text, encode both splits, save the merges beside them."""
+    with tqdm(total=vocab_size - 256, desc=f"learning BPE merges (vocab {vocab_size})", unit="merge",
+              mininterval=0.5) as bar:
+        tokenizer = bpe.Tokenizer.train(train_text, vocab_size, progress=lambda n: bar.update(n - bar.n))
+    print(f"encoding {len(train_text) + len(val_text):,} characters ...", file=sys.stderr)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    if len(train_ids) < MIN_TOKENS or len(val_ids) < MIN_TOKENS:
+        raise DataError(f"the text gives {len(train_ids)} train and {len(val_ids)} val tokens; "
+                        f"need at least {MIN_TOKENS} each")
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(os.path.join(out_dir, "meta.json")):  # replacing a dataset: mark it incomplete first
+        os.remove(os.path.join(out_dir, "meta.json"))
+    tokenizer.save(out_dir)  # before meta.json, which is written last and means "complete"
+    n_bytes = len(bpe.to_bytes(train_text))
+    meta = {"vocab_size": vocab_size, "level": "bpe", "merges": bpe.MERGES_FILE, "source": source,
+            "bytes_per_token": round(n_bytes / len(train_ids), 4)}
+    return write_dataset(out_dir, train_ids, val_ids, meta)
+
+
+def build_stdlib_bpe(vocab_size, out_dir=None, max_bytes=16_000_000):
+    """data/stdlib_bpeN: the default dataset (built first if missing), re-tokenized by BPE.
+    Bytes that are not UTF-8 (a few Latin-1 files) ride along as surrogate escapes, so the
+    tokens decode to exactly the bytes of data/stdlib."""
+    out_dir = out_dir or os.path.join(DATA_ROOT, bpe_name("stdlib", vocab_size))
+    byte_dir = os.path.join(DATA_ROOT, "stdlib")
+    if not os.path.isfile(os.path.join(byte_dir, "meta.json")):
+        build_stdlib(byte_dir, max_bytes)
+    train, val, meta = load_dataset(byte_dir)
+    texts = [bytes(split).decode("utf-8", "surrogateescape") for split in (train, val)]
+    return build_bpe(out_dir, *texts, vocab_size, source=meta["source"])
+
+
+def build_file_bpe(path, out_dir, vocab_size):
+    """A BPE dataset from one UTF-8 text file: merges learned on the first 90%, which trains."""
+    _, text = read_text_file(path)
+    n_train = int(0.9 * len(text))
+    return build_bpe(out_dir, text[:n_train], text[n_train:], vocab_size, source=os.path.abspath(path))
+
+
+def build_named_if_missing(name, data_dir):
+    """train.py's first use of a built-in dataset: 'stdlib' or 'stdlib_bpeN'. True if it built one."""
+    if os.path.isfile(os.path.join(data_dir, "meta.json")):
+        return False
+    if name == "stdlib":
+        print("building the default dataset (Python standard library source) ...")
+        build_stdlib(data_dir)
+        return True
+    vocab_size = parse_bpe_name(name)
+    if vocab_size is None:
+        return False
+    print(f"building {name} (Python standard library source, BPE vocabulary {vocab_size}) ...")
+    try:
+        build_stdlib_bpe(vocab_size, data_dir)
+    except bpe.BPEError as e:
+        raise DataError(str(e))
+    return True
 
 
 def load_dataset(data_dir):
@@ -221,10 +312,14 @@ def main(argv=None):
     parser.add_argument("--name", help="dataset directory name under data/ (default: stdlib, or the file's stem)")
     parser.add_argument("--level", choices=("byte", "char"), default="byte", help="tokens: bytes or characters")
     parser.add_argument("--max_bytes", type=int, default=16_000_000, help="cap on the default corpus size")
+    parser.add_argument("--vocab_size", type=int, default=256,
+                        help="256: bytes; more: byte-level BPE with vocab_size - 256 merges (data/bpe.py)")
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset if data/NAME already exists")
     args = parser.parse_args(argv)
     if args.input is None and args.level != "byte":
         parser.error("--level=char needs --input (the default corpus is byte-level)")
+    if args.vocab_size != 256 and args.level != "byte":
+        parser.error("--vocab_size is for byte-level BPE; it does not combine with --level=char")
     if args.max_bytes < MIN_TOKENS:
         parser.error(f"--max_bytes must be at least {MIN_TOKENS}, got {args.max_bytes}")
     if args.input is not None:
@@ -233,14 +328,22 @@ def main(argv=None):
         ("stdlib" if args.input is None else os.path.splitext(os.path.basename(args.input))[0])
     if not name.strip() or name in (".", "..") or "/" in name or os.sep in name:
         parser.error(f"--name must be a plain directory name under data/ (like my_text), got {name!r}")
+    if args.vocab_size != 256 and args.name is None:
+        name = bpe_name(name, args.vocab_size)
     out_dir = os.path.join(DATA_ROOT, name)
     try:
+        if args.vocab_size != 256 and not 257 <= args.vocab_size <= bpe.MAX_VOCAB:  # checked before any work
+            raise DataError(f"--vocab_size must be 256 (bytes) or between 257 and {bpe.MAX_VOCAB}, "
+                            f"got {args.vocab_size}")
         check_output(out_dir, args.overwrite)
-        if args.input is None:
+        if args.vocab_size != 256:
+            meta = (build_stdlib_bpe(args.vocab_size, out_dir, args.max_bytes) if args.input is None
+                    else build_file_bpe(args.input, out_dir, args.vocab_size))
+        elif args.input is None:
             meta = build_stdlib(out_dir, args.max_bytes)
         else:
             meta = build_from_file(args.input, out_dir, args.level)
-    except DataError as e:
+    except (DataError, bpe.BPEError) as e:
         sys.exit(f"prepare.py: error: {e}")
     except OSError as e:
         sys.exit(f"prepare.py: error: cannot write {out_dir} ({e.strerror}); free space or pick another --name")
