@@ -470,7 +470,8 @@ def report_section(run_dirs, fits, out_dir, names=None, n_tokens=DEFAULT_TOKENS,
     names = names or [os.path.basename(os.path.normpath(r)) for r in run_dirs]
     summaries = []
     for run_dir, fit, name in zip(run_dirs, fits, names):
-        summary = analyse_run(run_dir, n_tokens, context, t_d=fit.get("t_d"), progress=progress)
+        t_d = fit.get("t_d") if fit.get("supported", True) else None  # an unsupported fit has no t_d
+        summary = analyse_run(run_dir, n_tokens, context, t_d=t_d, progress=progress)
         zsl.write_json(os.path.join(run_dir, "error_entropy.json"), summary)
         plot_run(summary, os.path.join(out_dir, f"error_entropy_{name}.png"))
         summaries.append(summary)

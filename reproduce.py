@@ -364,6 +364,8 @@ def main(argv=None):
     parser.add_argument("--lr_scaling", choices=("width", "none"), default="width",
                         help="width: lr = learning_rate * 64 / n_embd per size; none: the same for all")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--ee_tokens", type=int, default=error_entropy.DEFAULT_TOKENS,
+                        help="held-out tokens of the error-entropy lens (the same for every checkpoint and size)")
     args = parser.parse_args(argv)
     args.out_dir = os.path.expanduser(args.out_dir)
     try:
@@ -372,6 +374,8 @@ def main(argv=None):
             raise train.ConfigError("--sizes needs at least two sizes to compare")
         if args.probe_tokens < 1:
             raise train.ConfigError(f"--probe_tokens must be at least 1, got {args.probe_tokens}")
+        if args.ee_tokens < args.block_size:
+            raise train.ConfigError(f"--ee_tokens must be at least one sequence ({args.block_size}), got {args.ee_tokens}")
         if args.transient is not None and args.transient < 0:
             raise train.ConfigError(f"--transient must not be negative, got {args.transient}")
         names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
@@ -426,7 +430,7 @@ def main(argv=None):
         lens_texts, lens_numbers = {}, {}
         lens_texts["timescale"], lens_numbers["timescale"] = timescale.report_section(run_dirs, fits, args.out_dir)
         lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
-            run_dirs, fits, args.out_dir, names=names, context=args.block_size)
+            run_dirs, fits, args.out_dir, names=names, n_tokens=args.ee_tokens, context=args.block_size)
         verdicts = judge(rows) + [judge_finding_6(rows)]
         report = write_report(args.out_dir, args, rows, verdicts, entropies, sections=list(lens_texts.values()))
         summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,

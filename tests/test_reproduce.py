@@ -63,7 +63,7 @@ def test_parse_sizes_and_width_scaled_learning_rate():
 def test_tiny_end_to_end_report(tmp_path):
     out = tmp_path / "report"
     args = ["--dataset=stdlib", "--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16", "--batch_size=8",
-            "--probe_tokens=32", "--transient=2", f"--out_dir={out}"]
+            "--probe_tokens=32", "--transient=2", "--ee_tokens=2048", f"--out_dir={out}"]
     result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -157,7 +157,7 @@ def test_tiny_end_to_end_report_on_a_bpe_dataset(tmp_path):
     prepare.build_file_bpe(str(tmp_path / "text.txt"), str(tmp_path / "tiny_bpe300"), 300)
     out = tmp_path / "report"
     args = [f"--dataset={tmp_path / 'tiny_bpe300'}", "--sizes=1x16,1x32", "--max_iters=300", "--warmup_iters=8",
-            "--block_size=16", "--batch_size=8", "--n_probe=8", "--probe_tokens=32", "--learning_rate=1e-2",
+            "--block_size=16", "--batch_size=8", "--n_probe=8", "--probe_tokens=32", "--learning_rate=1e-2", "--ee_tokens=1024",
             f"--out_dir={out}"]
     result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
