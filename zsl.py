@@ -14,7 +14,8 @@ Read top to bottom (design.md sections 2-4 and 6 define every quantity):
                                                                  loop and a fast per-example method
   4. gradient interference D(∇θℓ), its random-sign null and its summaries
   5. the update link: one AdamW step δ, predicted Δ̃ℓ_i = Σ_j g_ij δ_j
-  6. analysing a run (a larger probe, D against N, several processes), figures, command line
+  6. analysing a run (a larger probe, D against N, several processes), command line
+     (figures: zsl_plots.py, drawn from the summaries this file makes)
 
 Python API (stable names, used by the report script):
     interference(delta) -> (D, M, abs_dL)
@@ -29,6 +30,7 @@ Python API (stable names, used by the report script):
     gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, ...) -> [dict]
     around_deceleration(summary, t_d), excess_around_deceleration(summary, t_d) -> before/after means
     analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
+    write_figures(summaries, fig_dir, hist_step=None) -> [png paths]   (from zsl_plots.py)
 """
 import argparse
 import copy
@@ -48,6 +50,7 @@ from tqdm import tqdm
 from model import GPT, GPTConfig
 from token_grads import (add_sums, default_subset_sizes, naive_per_token_grad_stats,  # noqa: F401 (API)
                          nested_subsets, per_token_grad_stats, sharded_grad_stats, sign_patterns)
+from zsl_plots import write_figures
 
 EMBEDDING_PARAMS = ("wte.weight", "wpe.weight")  # wte is also the (tied) output head
 HIST_BINS = 100
@@ -751,204 +754,6 @@ def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, gr
     }
     summary["steps"] = step_rows(summary)
     return summary
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures (one colour per run, the paper's style)
-# ---------------------------------------------------------------------------------------------
-
-VARIANTS = (("train", "train, Δt=1", ":"), ("probe", "probe, Δt=1", "-"), ("interval", "probe, record→next", "--"))
-
-
-def _label(summary):
-    return os.path.basename(summary["run_dir"].rstrip("/"))
-
-
-def _number(value):
-    """A plotted value: None (nan in zsl.json) becomes nan, which matplotlib leaves out."""
-    return float("nan") if value is None else float(value)
-
-
-def _log_axes(ax, x_values, y_values=None):
-    """Log scale on the axes that have positive numbers to show (matplotlib fails on none)."""
-    for axis, values in (("x", x_values), ("y", y_values)):
-        values = np.asarray([_number(v) for v in values] if values is not None else [], dtype=float)
-        if values.size and np.any(np.isfinite(values) & (values > 0)):
-            getattr(ax, f"set_{axis}scale")("log")
-
-
-def _mark_t_d(ax, summary, colour):
-    if summary["t_d"]:
-        ax.axvline(summary["t_d"], color=colour, alpha=0.5, lw=1, ls="-.")
-
-
-def plot_loss_interference(summaries, path):
-    import matplotlib.pyplot as plt
-    fig, (ax_D, ax_M) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, s in enumerate(summaries):
-        colour = f"C{k % 10}"
-        for key, name, style in VARIANTS:
-            rows = [r for r in s["loss_interference"] if r[key] is not None]
-            steps = [r["step"] for r in rows]
-            ax_D.plot(steps, [_number(r[key]["D"]) for r in rows], style, color=colour,
-                      label=f"{_label(s)}: {name}" if len(summaries) > 1 else name)
-            ax_M.plot(steps, [_number(r[key]["M"]) for r in rows], style, color=colour)
-        _mark_t_d(ax_D, s, colour)
-        _mark_t_d(ax_M, s, colour)
-    all_rows = [r for s in summaries for r in s["loss_interference"]]
-    steps, magnitudes = [r["step"] for r in all_rows], [r["probe"]["M"] for r in all_rows]
-    _log_axes(ax_D, steps)
-    _log_axes(ax_M, steps, magnitudes)
-    ax_D.set(xlabel="step", ylabel="D(Δℓ)", ylim=(0, 1), title="destructive interference")
-    ax_M.set(xlabel="step", ylabel="M(Δℓ) = mean |Δℓ|", title="magnitude")
-    ax_D.legend(fontsize=7)
-    fig.suptitle("per-token loss changes (dash-dot: t_d from bnsl.py)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_gradient_interference(summaries, path):
-    import matplotlib.pyplot as plt
-    fig, (ax_g, ax_u) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, s in enumerate(summaries):
-        colour, rows = f"C{k % 10}", s["gradient_interference"]
-        prefix = f"{_label(s)}: " if len(summaries) > 1 else ""
-        steps = [r["step"] for r in rows]
-        ax_g.plot(steps, [_number(r["D_grad"]) for r in rows], "o-", color=colour,
-                  label=prefix + "D(∇θℓ) mean of 1−C_j")
-        ax_g.plot(steps, [_number(r["D_grad_global"]) for r in rows], "s--", color=colour, ms=3,
-                  label=prefix + "global 1 − Σ|S|/ΣA")
-        upd = [r for r in rows if "update" in r]
-        ax_u.plot([r["step"] for r in upd], [_number(r["update"]["D_measured"]) for r in upd], "o-",
-                  color=colour, label=prefix + "D(Δℓ) measured")
-        ax_u.plot([r["step"] for r in upd], [_number(r["update"]["D_predicted"]) for r in upd], "x--",
-                  color=colour, label=prefix + "D(Δ̃ℓ) first order")
-        ax_u.plot([r["step"] for r in upd], [1 - _number(r["update"]["C_g"]) for r in upd], ":",
-                  color=colour, label=prefix + "1 − C_g")
-        _mark_t_d(ax_g, s, colour)
-        _mark_t_d(ax_u, s, colour)
-    steps = [r["step"] for s in summaries for r in s["gradient_interference"]]
-    _log_axes(ax_g, steps)
-    _log_axes(ax_u, steps)
-    ax_g.set(xlabel="checkpoint step", ylabel="D(∇θℓ)", title="per-token gradient opposition")
-    ax_u.set(xlabel="checkpoint step", ylabel="interference", ylim=(0, 1),
-             title="one AdamW step from the checkpoint, on the probe")
-    ax_g.legend(fontsize=7)
-    ax_u.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_histogram(summaries, path, hist_step=None):
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    edges = np.linspace(0, 1, HIST_BINS + 1)
-    for k, s in enumerate(summaries):
-        rows = s["gradient_interference"]
-        if not rows:
-            continue
-        want = hist_step if hist_step is not None else rows[-1]["step"]
-        row = min(rows, key=lambda r: abs(math.log(r["step"]) - math.log(max(want, 1))))  # nearest step
-        counts = np.asarray(row["hist_counts"], dtype=float)
-        ax.stairs(counts / max(counts.sum(), 1), edges, color=f"C{k % 10}",
-                  label=f"{_label(s)} step {row['step']} (D={_number(row['D_grad']):.3f})")
-        # the C_j the same per-token gradients give with random signs: every Monte Carlo pattern's,
-        # or (K = 0) the CLT's expected value per element, a narrower histogram by construction
-        key, name = (("hist_counts_null_mc", "C_j with random signs (Monte Carlo)") if row.get("hist_counts_null_mc")
-                     else ("hist_counts_null_sign", "expected C_j with random signs (CLT)"))
-        if row.get(key):
-            null = np.asarray(row[key], dtype=float)
-            ax.stairs(null / max(null.sum(), 1), edges, color=f"C{k % 10}", ls="--", label=name)
-        _log_axes(ax, [], counts)
-    ax.set(xlabel="C_j = |Σ_i g_ij| / Σ_i |g_ij|", ylabel="fraction of non-embedding elements",
-           title="gradient coherence per parameter element")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_null(summaries, path):
-    """D(∇θℓ) against step beside its random-sign nulls, and the excess alignment D_null − D."""
-    import matplotlib.pyplot as plt
-    fig, (ax_D, ax_x) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, s in enumerate(summaries):
-        colour, rows = f"C{k % 10}", [r for r in s["gradient_interference"] if r.get("D_null_sign") is not None]
-        prefix = f"{_label(s)}: " if len(summaries) > 1 else ""
-        steps = np.array([r["step"] for r in rows])
-        ax_D.plot(steps, [r["D_grad"] for r in rows], "o-", color=colour, ms=3, label=prefix + "D(∇θℓ)")
-        ax_D.plot(steps, [r["D_null_sign"] for r in rows], ":", color=colour, label=prefix + "null, CLT")
-        mc = [r for r in rows if r.get("D_null_mc") is not None]
-        if mc:
-            mean, se = (np.array([r[key] or 0.0 for r in mc]) for key in ("D_null_mc", "D_null_mc_se"))
-            ax_D.plot([r["step"] for r in mc], mean, "--", color=colour, label=prefix + "null, Monte Carlo")
-            ax_D.fill_between([r["step"] for r in mc], mean - 2 * se, mean + 2 * se, color=colour, alpha=0.2)
-            ax_x.plot([r["step"] for r in mc], [r["excess_mc"] for r in mc], "o-", color=colour, ms=3,
-                      label=prefix + "Monte Carlo null − D")
-        ax_x.plot(steps, [r["excess_sign"] for r in rows], "x:", color=colour, label=prefix + "CLT null − D")
-        _mark_t_d(ax_D, s, colour)
-        _mark_t_d(ax_x, s, colour)
-    n_tokens = sorted({r["n_tokens"] for s in summaries for r in s["gradient_interference"]})
-    ax_D.set(xscale="log", xlabel="checkpoint step", ylabel="D(∇θℓ)",
-             title=f"gradient opposition and its random-sign null (N = {', '.join(map(str, n_tokens))})")
-    ax_x.axhline(0, color="grey", lw=0.8)
-    ax_x.set(xscale="log", xlabel="checkpoint step", ylabel="D_null − D(∇θℓ)",
-             title="excess alignment: > 0 = more aligned than random signs")
-    ax_D.legend(fontsize=7)
-    ax_x.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_by_n(summaries, path, n_checkpoints=4):
-    """D against the number N of pooled tokens, with its null, at a few checkpoints per run."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(summaries), figsize=(5.5 * len(summaries), 4), squeeze=False)
-    for s, ax in zip(summaries, axes[0]):
-        rows = [r for r in s["gradient_interference"] if r.get("by_n")]
-        picked = [rows[i] for i in sorted({round(i) for i in np.linspace(0, len(rows) - 1, n_checkpoints)})] if rows else []
-        for k, r in enumerate(picked):
-            n = [b["n_tokens"] for b in r["by_n"]]
-            ax.plot(n, [b["D_grad"] for b in r["by_n"]], "o-", color=f"C{k}", ms=3, label=f"step {r['step']}: D")
-            null_key = "D_null_mc" if r["by_n"][0].get("D_null_mc") is not None else "D_null_sign"
-            ax.plot(n, [b[null_key] for b in r["by_n"]], "--", color=f"C{k}", label=f"step {r['step']}: null")
-        ax.set(xscale="log", xlabel="N, tokens pooled (nested subsets of the probe)", ylabel="D(∇θℓ)",
-               title=f"{_label(s)}: D against N (dashed: random-sign null)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_figures(summaries, fig_dir, hist_step=None):
-    """The figures the summaries have data for; a figure of that name left from an earlier
-    analysis that has no data now is removed (it would show results zsl.json no longer holds)."""
-    loss, grad, hist, null, by_n_path = (os.path.join(fig_dir, name) for name in
-                                         ("zsl_loss.png", "zsl_grad.png", "zsl_hist.png", "zsl_null.png", "zsl_n.png"))
-    plots = []
-    if any(s["loss_interference"] for s in summaries):
-        plots.append((loss, lambda path: plot_loss_interference(summaries, path)))
-    if any(s["gradient_interference"] for s in summaries):
-        plots.append((grad, lambda path: plot_gradient_interference(summaries, path)))
-        plots.append((hist, lambda path: plot_histogram(summaries, path, hist_step)))
-        plots.append((null, lambda path: plot_null(summaries, path)))
-        plots.append((by_n_path, lambda path: plot_by_n(summaries, path)))
-    written = [path for path, _ in plots]
-    for path in {loss, grad, hist, null, by_n_path} - set(written):
-        if os.path.isfile(path):
-            os.remove(path)
-    for path, plot in plots:   # drawn into a temporary file, then renamed: never half a figure
-        temporary = os.path.join(fig_dir, f".{os.path.basename(path)}.tmp{os.getpid()}.png")
-        try:
-            plot(temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-    return written
 
 
 # ---------------------------------------------------------------------------------------------
