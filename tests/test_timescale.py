@@ -19,15 +19,6 @@ sys.path.insert(0, os.path.join(ROOT, "data"))
 import prepare  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only add synchronisation (badly so on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- the mechanism: one logit scale beta ------------------------------------------------------------
 
 def random_directions(rows=50, vocab=64, seed=0):

@@ -16,15 +16,6 @@ ZSL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 TINY = dict(vocab_size=32, block_size=8, n_layer=2, n_head=2, n_embd=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only add synchronisation (badly so on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(seed=0, **overrides):
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**{**TINY, **overrides})).eval()

@@ -21,14 +21,6 @@ from test_zsl import ZSL, make_run_dir, tiny_model, tokens
 prepare = train.prepare  # data/prepare.py, as train.py imports it
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sums_of(G, signs):
     """The reference sums of per-token gradients G [N, P] (one tensor 'w'), sign patterns [K, N]."""
     G = torch.as_tensor(G, dtype=torch.float64)
