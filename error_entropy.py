@@ -405,7 +405,8 @@ def plot_run(summary, path):
                  title="CE = EE + SA − log C on the evaluation set")
     ax_share.set(xscale="log", xlabel="step", ylabel="EE / CE", title="error-entropy share of CE")
     ax_terms.legend(fontsize=7)
-    ax_share.legend(fontsize=7)
+    if ax_share.get_legend_handles_labels()[0]:  # t_d lines, when there is a supported t_d
+        ax_share.legend(fontsize=7)
     picks = sorted({0, len(rows) // 2, len(rows) - 1})
     for k in picks:
         p = np.asarray(rows[k]["p"])
