@@ -35,6 +35,27 @@ def train_run_seconds(**flags):
         return time.perf_counter() - start
 
 
+def training_step(model, optimizer, x, y, per_token=False):
+    """One step as train.py takes it: forward, backward, clip the gradient norm to 1, AdamW, zero the grads.
+    per_token: call the model as train.py does (per-token losses, then their mean); else its plain mean."""
+    import torch
+    if per_token:
+        _, losses = model(x, y, per_token=True)
+        loss = losses.mean()
+    else:
+        _, loss = model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def adamw(model):
+    import torch
+    return torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
+
+
 def plain_loop_seconds_per_step(n_layer, n_embd, steps=30):
     """A plain nanoGPT-style loop of the same size: batch, forward, backward, clip, AdamW step."""
     import numpy as np
@@ -45,17 +66,11 @@ def plain_loop_seconds_per_step(n_layer, n_embd, steps=30):
     tokens, _, _ = train.load_data(c, is_master=True)
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=c.block_size, n_layer=n_layer, n_head=c.n_head, n_embd=n_embd))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
+    optimizer = adamw(model)
 
     def one_step():
         starts = np.random.randint(len(tokens) - c.block_size - 1, size=c.batch_size)
-        x, y = train.windows(tokens, starts, c.block_size)
-        _, loss = model(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss.item()
+        training_step(model, optimizer, *train.windows(tokens, starts, c.block_size))
 
     return median_time(lambda: [one_step() for _ in range(steps)], repeats=3) / steps
 
@@ -75,13 +90,8 @@ def bench_train():
               f"plain loop {tokens_per_step / plain:9,.0f} tokens/s   ratio {plain / ours:.2f}")
 
 
-def bench_record():
-    """
-    Cost of per-token recording and checkpoints at default settings, two ways:
-      direct   the time spent inside the recording functions during one default run
-      A/B      default runs with and without records + checkpoints, alternated, fastest of two each
-               (whole runs differ by a few percent from one to the next on a shared machine)
-    """
+def recording_seconds(**flags):
+    """(seconds inside the recording functions, seconds of the whole run) of one train.py run."""
     import collections
     import train
     spent = collections.Counter()
@@ -98,19 +108,37 @@ def bench_record():
     for name, function in originals.items():
         setattr(train, name, timed(name, function))
     try:
-        total = train_run_seconds()
+        total = train_run_seconds(**flags)
     finally:
         for name, function in originals.items():
             setattr(train, name, function)
-    recording = sum(spent.values())
-    print(f"direct: {recording:.2f} s of a {total:.1f} s default run is recording "
-          f"({100 * recording / (total - recording):.1f}% of training time: "
-          + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in spent.items()) + ")")
+    return spent, total
+
+
+def bench_record():
+    """
+    Cost of per-token recording and checkpoints, two ways:
+      direct   the time spent inside the recording functions during one run: a default train.py run,
+               and reproduce.py's setting (stdlib_bpe2048, probe 32x64, 2 048 steps) for its
+               smallest size, 1x32, where a recorded forward is the largest share of a step
+      A/B      default runs with and without records + checkpoints, alternated, fastest of two each
+               (whole runs differ by a few percent from one to the next on a shared machine)
+    """
+    settings = [("default run", {}),
+                ("reproduce.py 1x32 on stdlib_bpe2048, probe 32x64, 2048 steps",
+                 dict(dataset="stdlib_bpe2048", n_probe=32, max_iters=2048, n_layer=1, n_head=1, n_embd=32,
+                      learning_rate=6e-3))]
+    for label, flags in settings:
+        spent, total = recording_seconds(**flags)
+        recording = sum(spent.values())
+        print(f"direct, {label}: {recording:.2f} s of {total:.1f} s is recording "
+              f"({100 * recording / (total - recording):.1f}% of training time: "
+              + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in spent.items()) + ")")
     with_records, without = [], []
     for _ in range(2):
         without.append(train_run_seconds(record_per_octave=0, ckpt_per_octave=0))
         with_records.append(train_run_seconds())
-    print(f"A/B: {min(with_records):.1f} s with records + checkpoints, {min(without):.1f} s without "
+    print(f"A/B, default run: {min(with_records):.1f} s with records + checkpoints, {min(without):.1f} s without "
           f"-> {100 * (min(with_records) / min(without) - 1):+.1f}%")
 
 
@@ -364,26 +392,33 @@ class NanoGPTStyle:
         return GPT()
 
 
-def step_seconds(model, vocab_size, ours, steps=20, repeats=3, batch_size=32, block_size=64):
-    """Median seconds per training step (forward, backward, clip, AdamW) on random tokens."""
+def ab_step_seconds(model_a, model_b, vocab_size, rounds=8, steps=10, batch_size=32, block_size=64):
+    """
+    Median seconds per training step of model_a (ours, called per-token as train.py does) and model_b
+    (nanoGPT-style, its plain mean), on the same random tokens: both warmed up first (the first steps
+    pay for memory the allocator has not handed out yet), then `rounds` rounds of `steps` steps
+    each, in the order A B B A A B ..., so that both see the same drift of a shared machine.
+    """
+    import numpy as np
     import torch
     torch.manual_seed(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
     x, y = torch.randint(vocab_size, (batch_size, block_size)), torch.randint(vocab_size, (batch_size, block_size))
+    runners = {"a": (model_a, adamw(model_a), True), "b": (model_b, adamw(model_b), False)}
+    times = {"a": [], "b": []}
 
-    def one_step():
-        if ours:  # as train.py calls it: per-token losses, then their mean
-            _, losses = model(x, y, per_token=True)
-            loss = losses.mean()
-        else:
-            _, loss = model(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss.item()
+    def run(name, n):
+        model, optimizer, per_token = runners[name]
+        start = time.perf_counter()
+        for _ in range(n):
+            training_step(model, optimizer, x, y, per_token)
+        return (time.perf_counter() - start) / n
 
-    return median_time(lambda: [one_step() for _ in range(steps)], repeats=repeats) / steps
+    for name in runners:
+        run(name, 2 * steps)
+    for k in range(rounds):
+        for name in ("ab", "ba")[k % 2]:
+            times[name].append(run(name, steps))
+    return float(np.median(times["a"])), float(np.median(times["b"]))
 
 
 def head_seconds(vocab_size, n_embd, steps=20, tokens=32 * 64):
@@ -401,11 +436,28 @@ def head_seconds(vocab_size, n_embd, steps=20, tokens=32 * 64):
     return median_time(lambda: [one_step() for _ in range(steps)], repeats=3) / steps
 
 
+def profile_shares(model, vocab_size, steps=10, batch_size=32, block_size=64, top=6):
+    """torch.profiler over `steps` training steps: the operations that take the most time, as shares."""
+    import torch
+    from torch.profiler import profile
+    x, y = torch.randint(vocab_size, (batch_size, block_size)), torch.randint(vocab_size, (batch_size, block_size))
+    optimizer = adamw(model)
+    for _ in range(steps):  # warm up
+        training_step(model, optimizer, x, y, per_token=True)
+    with profile() as prof:
+        for _ in range(steps):
+            training_step(model, optimizer, x, y, per_token=True)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    return [(e.key, e.self_cpu_time_total / total) for e in events[:top]]
+
+
 def bench_vocab():
     """
     Time per training step at vocab 256 (bytes) and 2048 (BPE), ours against a nanoGPT-style model of
-    the same size, alternated; and where a step of ours goes: the output head + cross-entropy
-    (forward and backward, measured alone) against everything else.
+    the same size, alternated; where a step of ours goes: the output head + cross-entropy (forward
+    and backward, measured alone) against everything else, and the profiler's largest operations.
     """
     import torch
     from model import GPT, GPTConfig
@@ -416,15 +468,15 @@ def bench_vocab():
             ours_model = GPT(GPTConfig(vocab_size=vocab_size, n_layer=n_layer, n_head=max(1, n_embd // 32),
                                        n_embd=n_embd))
             nano_model = NanoGPTStyle.build(vocab_size, n_layer, n_embd)
-            ours, nano = [], []
-            for _ in range(3):  # A/B/A/B...: both see the same machine load
-                ours.append(step_seconds(ours_model, vocab_size, ours=True))
-                nano.append(step_seconds(nano_model, vocab_size, ours=False))
-            ours_s, nano_s = sorted(ours)[1], sorted(nano)[1]
+            ours_s, nano_s = ab_step_seconds(ours_model, nano_model, vocab_size)
             head = head_seconds(vocab_size, n_embd)
             print(f"{n_layer}x{n_embd:<3d} vocab {vocab_size:4d}: ours {1e3 * ours_s:6.1f} ms/step, nanoGPT-style "
                   f"{1e3 * nano_s:6.1f} ms/step (ratio {nano_s / ours_s:.2f}); head + cross-entropy "
                   f"{1e3 * head:5.1f} ms ({100 * head / ours_s:.0f}%), the rest {1e3 * (ours_s - head):5.1f} ms")
+    torch.manual_seed(0)
+    shares = profile_shares(GPT(GPTConfig(vocab_size=2048, n_layer=1, n_head=1, n_embd=32)), 2048)
+    print("where a 1x32 step at vocab 2048 goes (torch.profiler, self CPU time): "
+          + ", ".join(f"{name} {100 * share:.0f}%" for name, share in shares))
 
 
 SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "zsl": bench_zsl,
