@@ -53,7 +53,7 @@ import torch
 from tqdm import tqdm
 
 import bnsl
-import zsl   # reads train.py's checkpoints and probe
+import zsl_run   # reads train.py's checkpoints and probe
 
 ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
 ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
@@ -393,11 +393,11 @@ def load_log(run_dir):
 def checkpoint_logit_scales(run_dir, progress=False):
     """The logit scale on the probe (std of the logits over the vocabulary, mean over the probe's
     tokens) after each checkpoint's update: [(step, scale)], in step order."""
-    probe_x = zsl.load_probe(run_dir)["x"]
+    probe_x = zsl_run.load_probe(run_dir)["x"]
     scales = []
-    for path in tqdm(zsl.checkpoint_paths(run_dir), desc="logit scales", leave=False,
+    for path in tqdm(zsl_run.checkpoint_paths(run_dir), desc="logit scales", leave=False,
                      disable=not progress, file=sys.stderr):
-        model, checkpoint = zsl.load_checkpoint(path)
+        model, checkpoint = zsl_run.load_checkpoint(path)
         logits, _ = model(probe_x)
         scales.append((int(checkpoint["step"]), logit_scale(logits.float())))
     return scales
@@ -680,7 +680,7 @@ def runs_main(argv):
         results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
         if args.plot:
             plot_runs(results, args.plot)
-    except (bnsl.CurveError, zsl.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
+    except (bnsl.CurveError, zsl_run.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
         parser.exit(2, f"timescale.py: error: {error}\n")
     rows = [summary_row(r) for r in results]
     if args.json:

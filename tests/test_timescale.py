@@ -215,9 +215,9 @@ def test_run_tau_and_logit_scales(run_dir):
     assert np.allclose(result["tau"], tau[result["steps"].astype(int) - 2], rtol=1e-5)
     assert list(result["scale_steps"]) == [1, 2, 4, 8, 16, 32, 64, 128, 160]
     # the logit scale at step 64 by a plain loop over the probe's tokens
-    import zsl
-    model, _ = zsl.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000064.pt"))
-    logits, _ = model(zsl.load_probe(run_dir)["x"])
+    import zsl_run
+    model, _ = zsl_run.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000064.pt"))
+    logits, _ = model(zsl_run.load_probe(run_dir)["x"])
     stds = [np.std(token_logits) for token_logits in logits.detach().double().numpy().reshape(-1, logits.shape[-1])]
     assert result["logit_scale"][6] == pytest.approx(np.mean(stds), rel=1e-5)
     assert result["fit"]["tau_first"] >= result["tau"][-1] / 10          # the last decade of tau
