@@ -42,7 +42,7 @@ import numpy as np
 
 import bnsl
 import error_entropy
-import timescale
+import timescale_plots
 import train
 import zsl
 import zsl_run
@@ -429,7 +429,7 @@ def main(argv=None):
         # The other lenses on the same runs, each its own section of the report (and of summary.json)
         run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
         lens_texts, lens_numbers = {}, {}
-        lens_texts["timescale"], lens_numbers["timescale"] = timescale.report_section(run_dirs, fits, args.out_dir)
+        lens_texts["timescale"], lens_numbers["timescale"] = timescale_plots.report_section(run_dirs, fits, args.out_dir)
         lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
             run_dirs, fits, args.out_dir, names=names, n_tokens=args.ee_tokens, context=args.block_size)
         verdicts = judge(rows) + [judge_finding_6(rows)]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import timescale
+import timescale_plots
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -247,8 +248,8 @@ def test_cli_json_and_plot_and_report_section(run_dir, tmp_path, capsys):
     (row,) = json.loads(out)
     assert {"alpha", "alpha_err", "logit_scale_slope", "alpha_after_t_d", "logit_scale"} <= set(row)
     assert os.path.getsize(tmp_path / "fig.png") > 1000
-    text, summary = timescale.report_section([run_dir], [{"name": "tiny", "t_d": 20.0, "supported": True}],
-                                             str(tmp_path), progress=False)
+    text, summary = timescale_plots.report_section([run_dir], [{"name": "tiny", "t_d": 20.0, "supported": True}],
+                                                   str(tmp_path), progress=False)
     assert "| tiny | 20 |" in text and summary["runs"][0]["t_d"] == 20.0
     assert os.path.isfile(tmp_path / "timescale_runs.png")
 
