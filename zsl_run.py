@@ -141,6 +141,7 @@ def nonfinite_record_steps(run_dir):
 # ---------------------------------------------------------------------------------------------
 
 def pick_checkpoints(paths, steps=None, max_checkpoints=None):
+    """[(step, path)] to analyse: those of the given steps (default: all), at most max_checkpoints."""
     by_step = {step_of(p): p for p in paths}
     if steps:
         missing = [s for s in steps if s not in by_step]
