@@ -42,9 +42,10 @@ import numpy as np
 
 import bnsl
 import error_entropy
-import timescale
+import timescale_plots
 import train
 import zsl
+import zsl_run
 from train import prepare  # data/prepare.py
 
 # Defaults chosen by experiment (README, "Results"; design.md section 5): the standard-library text
@@ -195,7 +196,7 @@ def octave_interference(run_dir):
     for each record step s, Δℓ_i = ℓ_i(s') − ℓ_i(s) on the probe (losses just before update s and s'),
     s' = the first record at or after 2s. Returns [(s, s', D)].
     """
-    records = [zsl.load_record(path) for path in zsl.record_paths(run_dir)]
+    records = [zsl_run.load_record(path) for path in zsl_run.record_paths(run_dir)]
     steps = [int(r["step"]) for r in records]
     rows = []
     for k, record in enumerate(records):
@@ -404,7 +405,7 @@ def main(argv=None):
             # the fit above, with this report's transient; an unsupported fit has no t_d to use
             t_d = fit["t_d"] if fit["supported"] else None
             summary["t_d"], summary["t_d_note"] = t_d, fit["warning"]
-            zsl.write_json(os.path.join(run_dir, "zsl.json"), summary)
+            zsl_run.write_json(os.path.join(run_dir, "zsl.json"), summary)
             params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
             D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
                                                               else (None,) * 4)
@@ -428,7 +429,7 @@ def main(argv=None):
         # The other lenses on the same runs, each its own section of the report (and of summary.json)
         run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
         lens_texts, lens_numbers = {}, {}
-        lens_texts["timescale"], lens_numbers["timescale"] = timescale.report_section(run_dirs, fits, args.out_dir)
+        lens_texts["timescale"], lens_numbers["timescale"] = timescale_plots.report_section(run_dirs, fits, args.out_dir)
         lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
             run_dirs, fits, args.out_dir, names=names, n_tokens=args.ee_tokens, context=args.block_size)
         verdicts = judge(rows) + [judge_finding_6(rows)]
@@ -436,8 +437,8 @@ def main(argv=None):
         summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,
                    "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
                                 for f, rule, holds, numbers in verdicts], **lens_numbers}
-        zsl.write_json(os.path.join(args.out_dir, "summary.json"), summary)
-    except (train.ConfigError, bnsl.CurveError, zsl.ZSLError, error_entropy.EntropyError) as e:
+        zsl_run.write_json(os.path.join(args.out_dir, "summary.json"), summary)
+    except (train.ConfigError, bnsl.CurveError, zsl_run.ZSLError, error_entropy.EntropyError) as e:
         sys.exit(f"reproduce.py: error: {e}")
     except OSError as e:  # a full disk, a directory that cannot be created, ...
         sys.exit(f"reproduce.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path")

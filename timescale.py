@@ -22,7 +22,7 @@ Read top to bottom:
   3. the toy: their teacher-student softmax head (exp-1 of liuyz0/TimeScaling)
   4. the fit  log L = log(c tau^-alpha + L0), by variable projection (as in bnsl.py)
   5. our runs through the same lens: tau from log.csv, the logit scale at every checkpoint
-  6. figures and the report section
+  6. figures and the report section                -- timescale_plots.py
   7. command line
 
 The fit window, a rule stated before any measurement: the last decade of dynamic time,
@@ -39,7 +39,9 @@ Python API (used by the tests and reproduce.py):
     dynamic_time(lrs); scalar_beta_loss(beta, beta_star, z); scalar_beta_grad(beta, beta_star, z)
     toy_loss(student, teacher, x, temperature); train_toy(...) -> dict
     fit_time_power_law(tau, loss) -> dict;  log_log_slope(tau, values) -> (slope, error)
-    analyse_run(run_dir) -> dict;  report_section(run_dirs, fits, out_dir) -> (markdown, dict)
+    analyse_run(run_dir) -> dict;  summary_row(result) -> dict (its numbers, JSON-ready)
+    in timescale_plots.py: plot_toy, plot_runs, markdown_table(rows),
+                           report_section(run_dirs, fits, out_dir) -> (markdown, dict)
 """
 import argparse
 import csv
@@ -53,7 +55,7 @@ import torch
 from tqdm import tqdm
 
 import bnsl
-import zsl   # reads train.py's checkpoints and probe
+import zsl_run   # reads train.py's checkpoints and probe
 
 ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
 ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
@@ -393,11 +395,11 @@ def load_log(run_dir):
 def checkpoint_logit_scales(run_dir, progress=False):
     """The logit scale on the probe (std of the logits over the vocabulary, mean over the probe's
     tokens) after each checkpoint's update: [(step, scale)], in step order."""
-    probe_x = zsl.load_probe(run_dir)["x"]
+    probe_x = zsl_run.load_probe(run_dir)["x"]
     scales = []
-    for path in tqdm(zsl.checkpoint_paths(run_dir), desc="logit scales", leave=False,
+    for path in tqdm(zsl_run.checkpoint_paths(run_dir), desc="logit scales", leave=False,
                      disable=not progress, file=sys.stderr):
-        model, checkpoint = zsl.load_checkpoint(path)
+        model, checkpoint = zsl_run.load_checkpoint(path)
         logits, _ = model(probe_x)
         scales.append((int(checkpoint["step"]), logit_scale(logits.float())))
     return scales
@@ -454,87 +456,6 @@ def analyse_run(run_dir, t_d="fit", name=None, progress=False):
     return result
 
 
-# ---------------------------------------------------------------- 6. figures and the report section
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_toy(toy, fit, control, path):
-    """The paper's figure: loss against tau on log-log axes with the fitted c tau^-alpha + L0
-    (the window in bold), the high-temperature control, and the logit scale against tau."""
-    plt = _pyplot()
-    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(10, 4))
-    runs = [(toy, "C0", f"T={toy['settings']['temperature']:g}")]
-    if control is not None:
-        runs.append((control, "0.5", f"T={control['settings']['temperature']:g} (control)"))
-    for run, colour, label in runs:
-        positive = (run["tau"] > 0) & (run["loss"] > 0)
-        ax_loss.plot(run["tau"][positive], run["loss"][positive], color=colour, lw=1, label=label)
-        ax_scale.plot(run["tau"][run["tau"] > 0], run["logit_scale"][run["tau"] > 0], color=colour, lw=1,
-                      label=label)
-    dense = np.geomspace(fit["tau_first"], fit["tau_last"], 100)
-    ax_loss.plot(dense, time_power_law_curve(fit, dense), "k--", lw=1.5,
-                 label=f"fit: {fit['c']:.3g} τ^-{fit['alpha']:.3f} + {fit['L0']:.3g}")
-    scale_at_end = toy["logit_scale"][-1]
-    ax_scale.plot(dense, scale_at_end * (dense / toy["tau"][-1]) ** fit["logit_scale_slope"], "k--", lw=1.5,
-                  label=f"slope {fit['logit_scale_slope']:.3f}")
-    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="KL(teacher ‖ student)",
-                title=f"α = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3)")
-    ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="logit scale (std over vocab)",
-                 title="the student's logit scale")
-    for axes in (ax_loss, ax_scale):
-        axes.legend(fontsize=8)
-        axes.grid(alpha=0.3, which="both")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def plot_runs(results, path):
-    """Our runs like the toy: loss against tau (log-log) with the two fits, t_d marked, and the
-    logit scale on the probe against tau; one colour per run."""
-    plt = _pyplot()
-    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for index, r in enumerate(results):
-        colour = f"C{index % 10}"
-        fit = r["fit"]
-        ax_loss.plot(r["tau"], r["loss"], color=colour, lw=2, alpha=0.3)
-        dense = np.geomspace(fit["tau_first"], fit["tau_last"], 100)
-        ax_loss.plot(dense, time_power_law_curve(fit, dense), color=colour, lw=1.2,
-                     label=f"{r['name']}: α={fit['alpha']:.2f}±{fit['alpha_err']:.2f} (last decade)")
-        if r["fit_after_t_d"] is not None:
-            after = r["fit_after_t_d"]
-            dense = np.geomspace(after["tau_first"], after["tau_last"], 100)
-            ax_loss.plot(dense, time_power_law_curve(after, dense), color=colour, lw=1, ls="--",
-                         label=f"{r['name']}: α={after['alpha']:.2f}±{after['alpha_err']:.2f} (from t_d)")
-        ax_scale.plot(r["scale_tau"], r["logit_scale"], "o-", color=colour, ms=3, lw=1,
-                      label=f"{r['name']}: slope {r['logit_scale_slope']:.2f} (last decade)")
-        if r["tau_d"] is not None:
-            for axes in (ax_loss, ax_scale):
-                axes.axvline(r["tau_d"], color=colour, lw=0.6, ls=":")
-    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="training loss (smoothed)",
-                title="c τ^-α + L0 (solid: last decade of τ; dashed: from t_d; dotted: t_d)")
-    ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr",
-                 ylabel="logit scale on the probe", title="std of the logits over the vocabulary")
-    for axes in (ax_loss, ax_scale):
-        axes.legend(fontsize=7)
-        axes.grid(alpha=0.3, which="both")
-    ax_loss.title.set_fontsize(8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def plus_minus(value, error, digits=3):
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}f}" + (f" ± {error:.{digits}f}" if error is not None and np.isfinite(error) else "")
-
-
 def summary_row(r):
     """The numbers of one analysed run, JSON-ready (no arrays)."""
     fit, after = r["fit"], r["fit_after_t_d"]
@@ -555,41 +476,8 @@ def summary_row(r):
                             for s, t, v in zip(r["scale_steps"], r["scale_tau"], r["logit_scale"])]}
 
 
-def markdown_table(rows):
-    lines = ["| run | t_d | α, last decade of τ (steps) | L0 | RSLE | α from t_d | logit-scale slope, last decade "
-             "| before t_d / after t_d |", "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        t_d = "n/a" if row["t_d"] is None else f"{row['t_d']:.0f}"
-        lines.append(
-            f"| {row['name']} | {t_d} | "
-            f"{plus_minus(row['alpha'], row['alpha_err'])} ({row['window_first_step']:.0f}+) | {row['L0']:.3f} | "
-            f"{row['rsle']:.4f} | {plus_minus(row['alpha_after_t_d'], row['alpha_after_t_d_err'])} | "
-            f"{plus_minus(row['logit_scale_slope'], row['logit_scale_slope_err'])} | "
-            f"{plus_minus(row['logit_scale_slope_before_t_d'], None, 2)} / "
-            f"{plus_minus(row['logit_scale_slope_after_t_d'], None, 2)} |")
-    return lines
-
-
-def report_section(run_dirs, fits, out_dir, progress=True):
-    """reproduce.py's section on this lens: (markdown text, JSON-ready dict); writes
-    timescale_runs.png into out_dir. fits: bnsl.py fit dicts of the runs (their name and t_d)."""
-    results = [analyse_run(run_dir, t_d=fit["t_d"] if fit.get("supported", True) else None,
-                           name=fit.get("name"), progress=progress)
-               for run_dir, fit in zip(run_dirs, fits)]
-    plot_runs(results, os.path.join(out_dir, "timescale_runs.png"))
-    rows = [summary_row(r) for r in results]
-    pythia = ", ".join(f"{size} {alpha:.3f}±{error:.3f}" for size, (alpha, error) in PAPER_PYTHIA_ALPHA.items())
-    lines = ["## A second lens: one-third time scaling (arXiv 2602.03685)", "",
-             "The loss against dynamic time τ = Σ lr, fitted as log L = log(c τ^-α + L0) over the last "
-             "decade of τ (the stated rule) and from t_d to the end; the logit scale is the std of the "
-             "logits over the vocabulary on the probe, mean over its tokens, at each checkpoint, with "
-             "its log–log slope against τ. The paper's theory: α = 1/3 and a logit scale growing as "
-             f"τ^(1/3); its Pythia fits: α {pythia}.", ""]
-    lines += markdown_table(rows)
-    lines += [""] + [f"- {row['name']}: {row['warning']}" for row in rows if row["warning"]]
-    lines += ["", "![loss and logit scale against dynamic time](timescale_runs.png)", ""]
-    return "\n".join(lines), {"rule": f"fit window: tau >= tau_T / 10^{WINDOW_DECADES:g}; "
-                                      "also from t_d (bnsl.py) to the end", "runs": rows}
+# ---------------------------------------------------------------- 6. figures and the report section
+#                                                                     are in timescale_plots.py
 
 
 # ---------------------------------------------------------------- 7. command line
@@ -614,6 +502,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def toy_main(argv):
+    from timescale_plots import plot_toy   # (timescale_plots.py imports this file: only here, not at the top)
     parser = OneLineParser(prog="timescale.py toy", allow_abbrev=False,
                            description="The paper's teacher-student softmax head: loss against tau = "
                            "sum lr, the fitted exponent alpha (1/3 in theory) and the logit scale.")
@@ -667,6 +556,7 @@ def toy_main(argv):
 
 
 def runs_main(argv):
+    from timescale_plots import markdown_table, plot_runs   # (only here: timescale_plots.py imports this file)
     parser = OneLineParser(prog="timescale.py", allow_abbrev=False,
                            description="Our runs through the one-third lens: alpha of the loss "
                            "against tau = sum lr, and the logit scale at every checkpoint.")
@@ -680,7 +570,7 @@ def runs_main(argv):
         results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
         if args.plot:
             plot_runs(results, args.plot)
-    except (bnsl.CurveError, zsl.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
+    except (bnsl.CurveError, zsl_run.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
         parser.exit(2, f"timescale.py: error: {error}\n")
     rows = [summary_row(r) for r in results]
     if args.json:

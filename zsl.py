@@ -9,12 +9,14 @@ Zero-sum learning: how much of what one token gains, another token loses.
 Read top to bottom (design.md sections 2-4 and 6 define every quantity):
 
   1. interference of per-token loss changes, D(Δℓ)            -- from train.py's records
-  2. reading a run directory
+  2. reading a run directory                                  -- zsl_run.py: the files, which
+                                                                 checkpoints and probe tokens, t_d,
+                                                                 zsl.json kept on a rerun, the checks
   3. per-token gradients g_ij = ∂ℓ_i/∂θ_j, exactly            -- token_grads.py: a plain reference
                                                                  loop and a fast per-example method
-  4. gradient interference D(∇θℓ), its random-sign null and its summaries
+  4. gradient interference D(∇θℓ), its random-sign null, D against N
   5. the update link: one AdamW step δ, predicted Δ̃ℓ_i = Σ_j g_ij δ_j
-  6. analysing a run (a larger probe, D against N, several processes), command line
+  6. a run measured over its checkpoints (several processes), before and after t_d; command line
      (figures: zsl_plots.py, drawn from the summaries this file makes)
 
 Python API (stable names, used by the report script):
@@ -31,14 +33,14 @@ Python API (stable names, used by the report script):
     around_deceleration(summary, t_d), excess_around_deceleration(summary, t_d) -> before/after means
     analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
     write_figures(summaries, fig_dir, hist_step=None) -> [png paths]   (from zsl_plots.py)
+  and in zsl_run.py: load_config, record_paths, load_record, load_probe, checkpoint_paths,
+    load_checkpoint, probe_tokens_for, deceleration_step, write_json, ZSLError (the error type of both)
 """
 import argparse
 import copy
-import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 
@@ -47,18 +49,17 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from model import GPT, GPTConfig
 from token_grads import (add_sums, default_subset_sizes, naive_per_token_grad_stats,  # noqa: F401 (API)
                          nested_subsets, per_token_grad_stats, sharded_grad_stats, sign_patterns)
 from zsl_plots import write_figures
+from zsl_run import (ZSLError, check_run_dir, checkpoint_fingerprint, checkpoint_paths, deceleration,
+                     finite_record, json_safe, load_checkpoint, load_probe, load_record, merge_gradient_rows,
+                     nonfinite_record_steps, pick_checkpoints, previous_gradient_rows, probe_tokens_for,
+                     record_paths, step_of, step_rows, write_json)
 
 EMBEDDING_PARAMS = ("wte.weight", "wpe.weight")  # wte is also the (tied) output head
 HIST_BINS = 100
 N_SIGNS = 8  # sign patterns of the Monte Carlo null (each costs about 2-3% of the gradient work, README)
-
-
-class ZSLError(Exception):
-    """A problem with the input the user can fix; the CLI prints it as one line."""
 
 
 def _progress_iter(items, desc, enable):
@@ -92,109 +93,7 @@ def _interference_dict(delta):
     return {"D": D, "M": M, "abs_dL": abs_dL}
 
 
-# ---------------------------------------------------------------------------------------------
-# 2. Reading a run directory (layout: see README / train.py)
-# ---------------------------------------------------------------------------------------------
-
-def _step_of(path):
-    """records/step_000123.npz -> 123"""
-    return int(re.fullmatch(r"step_(\d+)\.\w+", os.path.basename(path)).group(1))
-
-
-def _step_files(folder, extension):
-    """folder/step_<digits>.<extension>, by step; any other name (a stray copy) is not a step file."""
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    paths = [os.path.join(folder, n) for n in names if re.fullmatch(rf"step_\d+\.{extension}", n)]
-    return sorted(paths, key=_step_of)
-
-
-def load_config(run_dir):
-    if not os.path.isdir(run_dir):
-        raise ZSLError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise ZSLError(f"{run_dir}: not a train.py run directory (no config.json); "
-                       "pass the --out_dir of a train.py run")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ZSLError(f"{path}: unreadable ({e}); re-run train.py into a fresh --out_dir") from None
-    if not isinstance(config, dict) or not {"train", "model"} <= set(config):
-        raise ZSLError(f"{path}: needs 'train' and 'model' sections; was it written by train.py?")
-    return config
-
-
-def record_paths(run_dir):
-    return _step_files(os.path.join(run_dir, "records"), "npz")
-
-
-def checkpoint_paths(run_dir):
-    return _step_files(os.path.join(run_dir, "checkpoints"), "pt")
-
-
-def _load_npz(path, keys):
-    try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:  # truncated, not a zip, ...
-        raise ZSLError(f"{path}: unreadable ({type(e).__name__}); delete it or re-run train.py") from None
-    missing = [k for k in keys if k not in arrays]
-    if missing:
-        raise ZSLError(f"{path}: missing {', '.join(missing)}; was it written by this train.py?")
-    return arrays
-
-
-RECORD_KEYS = ("train_before", "train_after", "probe_before", "probe_after", "step", "lr")
-
-
-def load_record(path):
-    """A record's arrays, checked: a wrong shape would broadcast into a silently wrong Δℓ."""
-    record = _load_npz(path, RECORD_KEYS)
-    for kind in ("train", "probe"):
-        before, after = record[f"{kind}_before"], record[f"{kind}_after"]
-        if before.ndim != 2 or before.shape != after.shape:
-            raise ZSLError(f"{path}: {kind}_before {before.shape} and {kind}_after {after.shape} must "
-                           "have one [sequences, positions] shape; delete the record or re-run train.py")
-    if record["step"].size != 1 or record["lr"].size != 1 or int(record["step"]) != _step_of(path):
-        raise ZSLError(f"{path}: holds step {record['step'].ravel()[:3].tolist()} and lr "
-                       f"{record['lr'].ravel()[:3].tolist()}, not the single step of its name; "
-                       "delete the record or re-run train.py")
-    return record
-
-
-def _finite(record):
-    return all(np.all(np.isfinite(record[key])) for key in RECORD_KEYS)
-
-
-def load_probe(run_dir):
-    path = os.path.join(run_dir, "probe.npz")
-    if not os.path.isfile(path):
-        raise ZSLError(f"{run_dir}: no probe.npz; it is written by train.py at the start of a run "
-                       "(or pass --no_grad to analyse the records only)")
-    probe = _load_npz(path, ("x", "y", "update_x", "update_y"))
-    return {k: torch.from_numpy(v).long() for k, v in probe.items()}
-
-
-def load_checkpoint(path):
-    """Returns (model in eval mode, checkpoint dict). The weights are those after update ckpt['step']."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        missing = [k for k in ("model", "optimizer", "step", "lr", "train_config", "model_config")
-                   if k not in ckpt]
-        if missing:
-            raise KeyError(", ".join(missing))
-        model = GPT(GPTConfig(**ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-    except Exception as e:  # not a torch file, missing keys, wrong shapes, ...
-        raise ZSLError(f"{path}: unusable checkpoint ({type(e).__name__}: {e}); "
-                       "delete it or re-run train.py") from None
-    return model.eval(), ckpt
-
-
-# ---------------------------------------------------------------------------------------------
-# Loss interference from the records (no model needed)
-# ---------------------------------------------------------------------------------------------
+# From the records (no model needed)
 
 def loss_interference(run_dir):
     """
@@ -205,7 +104,7 @@ def loss_interference(run_dir):
                 (None at the last record)
     Records holding nan or inf (a run that diverged) are left out; nonfinite_record_steps names them.
     """
-    records = [record for record in map(load_record, record_paths(run_dir)) if _finite(record)]
+    records = [record for record in map(load_record, record_paths(run_dir)) if finite_record(record)]
     for rec, nxt in zip(records, records[1:]):
         if rec["probe_before"].shape != nxt["probe_before"].shape:
             raise ZSLError(f"{run_dir}: the probe of step {int(rec['step'])} is {rec['probe_before'].shape}, "
@@ -228,9 +127,9 @@ def loss_interference(run_dir):
     return rows
 
 
-def nonfinite_record_steps(run_dir):
-    """Steps whose record holds nan or inf per-token losses (left out of loss_interference)."""
-    return [_step_of(p) for p in record_paths(run_dir) if not _finite(load_record(p))]
+# ---------------------------------------------------------------------------------------------
+# 2. Reading a run directory: zsl_run.py (imported above)
+# ---------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,6 +232,23 @@ def gradient_summary(stats, bins=HIST_BINS):
     return summary
 
 
+BY_N_KEYS = ("n_tokens", "D_grad", "D_grad_global", "D_null_sign", "D_null_mc", "D_null_mc_se",
+             "excess_sign", "excess_mc")
+
+
+def by_n(stats):
+    """
+    D against N: the summary of each nested subset of the tokens (token_grads.nested_subsets),
+    smallest first; the last row is all the tokens, the same numbers as gradient_summary(stats).
+    """
+    rows, pooled = [], None
+    for block in stats["subsets"]:
+        pooled = block if pooled is None else add_sums([pooled, block])  # subsets 0..k
+        summary = gradient_summary(pooled)
+        rows.append({key: summary[key] for key in BY_N_KEYS})
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. The update link: one AdamW step from a checkpoint
 # ---------------------------------------------------------------------------------------------
@@ -393,107 +309,8 @@ def update_link(stats, delta, measured):
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. Analysing a run
+# 6. A run, over its checkpoints; before and after the deceleration
 # ---------------------------------------------------------------------------------------------
-
-def _pick_checkpoints(paths, steps=None, max_checkpoints=None):
-    by_step = {_step_of(p): p for p in paths}
-    if steps:
-        missing = [s for s in steps if s not in by_step]
-        if missing:
-            raise ZSLError(f"no checkpoint at step {missing[0]}; available: "
-                           f"{', '.join(map(str, sorted(by_step))) or 'none'}")
-        chosen = sorted(set(steps))
-    else:
-        chosen = sorted(by_step)
-    if max_checkpoints and len(chosen) > max_checkpoints:  # spread evenly, always keep the last
-        idx = np.unique(np.round(np.linspace(0, len(chosen) - 1, max_checkpoints)).astype(int))
-        chosen = [chosen[i] for i in idx]
-    return [(s, by_step[s]) for s in chosen]
-
-
-def probe_subset(probe, probe_tokens=None):
-    """(x, y, n_positions): whole probe sequences, or a prefix of one if fewer tokens are asked for."""
-    x, y = probe["x"], probe["y"]
-    T = x.shape[1]
-    if probe_tokens and (probe_tokens > x.numel() or (probe_tokens > T and probe_tokens % T)):
-        raise ZSLError(f"--probe_tokens={probe_tokens}: the probe holds {x.shape[0]} sequences of {T} "
-                       f"tokens; use at most {T} (a prefix of one sequence) or a multiple of {T} up "
-                       f"to {x.numel()}")
-    if not probe_tokens or probe_tokens == x.numel():
-        return x, y, T
-    if probe_tokens >= T:
-        n_seq = probe_tokens // T
-        return x[:n_seq], y[:n_seq], T
-    return x[:1], y[:1], probe_tokens
-
-
-EXTRA_PROBE_SEED = 2
-
-
-def extended_probe(run_dir, probe, n_sequences):
-    """
-    The recorded probe (probe.npz) plus more held-out sequences from the run's validation split, for
-    a probe larger than train.py recorded (--probe_tokens beyond n_probe × block_size). The extra
-    sequences: the validation split cut into consecutive, non-overlapping windows of block_size + 1
-    tokens; those overlapping the recorded probe or the update batch dropped; the rest in one fixed
-    random order (seed EXTRA_PROBE_SEED), first come first taken. So a larger probe always extends a
-    smaller one, and the recorded probe is always its first n_probe sequences.
-    """
-    config = load_config(run_dir)
-    T, n_probe = probe["x"].shape[1], probe["x"].shape[0]
-    dataset = config["train"].get("dataset")
-    if not dataset:
-        raise ZSLError(f"{run_dir}: config.json names no dataset, so no probe beyond the recorded "
-                       f"{n_probe * T} tokens; lower --probe_tokens or re-run train.py with a larger --n_probe")
-    import train  # its data helpers (and data/prepare.py), only when they are needed
-    data_dir = dataset if os.sep in dataset else os.path.join(train.prepare.DATA_ROOT, dataset)
-    try:
-        _, val, _ = train.prepare.load_dataset(data_dir)
-    except train.prepare.DataError as e:
-        raise ZSLError(f"{run_dir}: its dataset is needed for a probe beyond the recorded {n_probe * T} "
-                       f"tokens: {e}") from None
-    # where train.fixed_heldout_sets took the probe and the update batch from
-    used = np.linspace(0, len(val) - T - 1, n_probe + config["train"]["batch_size"]).astype(np.int64)
-    recorded_x, _ = train.windows(val, used[:n_probe], T)
-    if len(val) < T + 2 or not torch.equal(recorded_x, probe["x"]):
-        raise ZSLError(f"{data_dir}: its validation split is not the one {run_dir} was trained with "
-                       f"(the recorded probe differs); rebuild that dataset or lower --probe_tokens")
-    grid = np.arange(0, len(val) - T, T + 1)                              # non-overlapping windows
-    nearest = np.abs(grid[:, None] - used[None, :]).min(axis=1)           # fine: used has n_probe + batch
-    free = grid[nearest > T]                                              # no shared token with any used window
-    free = free[np.random.default_rng(EXTRA_PROBE_SEED).permutation(len(free))]
-    need = n_sequences - n_probe
-    if need > len(free):
-        raise ZSLError(f"{run_dir}: the validation split holds at most {(n_probe + len(free)) * T} probe "
-                       f"tokens of {T}-token sequences; lower --probe_tokens")
-    extra_x, extra_y = train.windows(val, free[:need], T)
-    return {**probe, "x": torch.cat([probe["x"], extra_x]), "y": torch.cat([probe["y"], extra_y])}
-
-
-def probe_tokens_for(run_dir, probe, probe_tokens=None):
-    """(x, y, n_positions) of the probe_tokens to analyse: the recorded probe, a part of it, or more."""
-    if probe_tokens and probe_tokens > probe["x"].numel():
-        probe = extended_probe(run_dir, probe, probe_tokens // probe["x"].shape[1])
-    return probe_subset(probe, probe_tokens)
-
-
-BY_N_KEYS = ("n_tokens", "D_grad", "D_grad_global", "D_null_sign", "D_null_mc", "D_null_mc_se",
-             "excess_sign", "excess_mc")
-
-
-def by_n(stats):
-    """
-    D against N: the summary of each nested subset of the tokens (token_grads.nested_subsets),
-    smallest first; the last row is all the tokens, the same numbers as gradient_summary(stats).
-    """
-    rows, pooled = [], None
-    for block in stats["subsets"]:
-        pooled = block if pooled is None else add_sums([pooled, block])  # subsets 0..k
-        summary = gradient_summary(pooled)
-        rows.append({key: summary[key] for key in BY_N_KEYS})
-    return rows
-
 
 def _to_cpu(obj):
     if isinstance(obj, torch.Tensor):
@@ -525,7 +342,7 @@ def gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_token
     segment, sizes = nested_subsets(x.shape[0], n_positions,
                                     default_subset_sizes(n_tokens) if subset_sizes is None else subset_sizes)
     rows = []
-    chosen = _pick_checkpoints(paths, steps, max_checkpoints)
+    chosen = pick_checkpoints(paths, steps, max_checkpoints)
     for step, path in _progress_iter(chosen, "checkpoints", progress):
         started = time.perf_counter()
         model, ckpt = load_checkpoint(path)
@@ -553,138 +370,6 @@ def gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_token
     return rows
 
 
-def deceleration(run_dir):
-    """(t_d, None) from bnsl.py's 1-break fit if it found a supported deceleration, else
-    (None, why not). An unsupported fit's d1 is no deceleration step, so it is never used as one."""
-    try:
-        import bnsl
-        steps, losses = bnsl.load_curve(run_dir)
-        steps, losses = bnsl.prepare_curve(steps, losses)
-        fit = bnsl.fit_bnsl(steps, losses, breaks=1)
-    except Exception as e:  # bnsl.py is optional here: no fit, no marker
-        return None, f"bnsl.py could not fit the loss curve ({e})"
-    if not fit["supported"]:
-        return None, f"bnsl.py found no supported deceleration ({fit['warning']})"
-    return float(fit["t_d"]), None
-
-
-def deceleration_step(run_dir):
-    """t_d from bnsl.py's 1-break fit, or None if there is no supported deceleration."""
-    return deceleration(run_dir)[0]
-
-
-def step_rows(summary):
-    """The per-step table: D and M of each Δℓ variant, and D(∇θℓ) where a checkpoint was analysed."""
-    rows = {}
-    for r in summary["loss_interference"]:
-        rows[r["step"]] = {
-            "step": r["step"],
-            "D_train": r["train"]["D"], "M_train": r["train"]["M"],
-            "D_probe": r["probe"]["D"], "M_probe": r["probe"]["M"],
-            "D_interval": r["interval"]["D"] if r["interval"] else None,
-            "M_interval": r["interval"]["M"] if r["interval"] else None,
-        }
-    for g in summary["gradient_interference"]:
-        row = rows.setdefault(g["step"], {"step": g["step"]})
-        row["D_grad"] = g["D_grad"]
-        row["D_grad_global"] = g["D_grad_global"]
-        for key in ("D_null_sign", "D_null_mc", "excess_sign", "excess_mc"):
-            row[key] = g.get(key)
-        if "update" in g:
-            row["D_update_measured"] = g["update"]["D_measured"]
-            row["D_update_predicted"] = g["update"]["D_predicted"]
-            row["C_g"] = g["update"]["C_g"]
-    return [rows[s] for s in sorted(rows)]
-
-
-def check_run_dir(run_dir, need_probe, probe_tokens=None, update=True, steps=None,
-                  max_checkpoints=None):
-    """Fail early, with a fix, on anything that would stop the analysis half-way."""
-    load_config(run_dir)
-    if not record_paths(run_dir) and not checkpoint_paths(run_dir):
-        raise ZSLError(f"{run_dir}: no records/step_*.npz and no checkpoints/step_*.pt yet; "
-                       "let train.py run longer")
-    if need_probe and checkpoint_paths(run_dir):
-        x, _, n_positions = probe_tokens_for(run_dir, load_probe(run_dir), probe_tokens)
-        chosen = _pick_checkpoints(checkpoint_paths(run_dir), steps, max_checkpoints)
-        for step, path in chosen:
-            model, _ = load_checkpoint(path)
-            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                finite = [s for s, _ in chosen if s < step]
-                raise ZSLError(f"{path}: nan or inf weights (the run diverged); analyse the "
-                               f"checkpoints before it with --steps={','.join(map(str, finite)) or 'N'}"
-                               " or the records only with --no_grad")
-        previous_gradient_rows(run_dir, settings=(x.shape[0] * n_positions, update))
-
-
-# ---------------------------------------------------------------------------------------------
-# Rerunning on a run that already has a zsl.json: a narrower analysis never destroys a wider one.
-# The gradient rows (the expensive part) of the old zsl.json are kept for every checkpoint this
-# run does not analyse again, as long as that checkpoint file is unchanged (its sha256 is stored
-# with the row) and the rows were made with the same probe tokens and update link (rows made
-# otherwise cannot be shown as one series: that is refused, not mixed). Records are always read
-# afresh. A row whose checkpoint is gone or rewritten (e.g. train.py --overwrite) is dropped.
-
-def checkpoint_fingerprint(path):
-    """sha256 of a checkpoint file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _row_settings(row):
-    return row.get("n_tokens"), "update" in row
-
-
-def _describe(settings):
-    n_tokens, update = settings
-    return f"{n_tokens} probe tokens, {'with' if update else 'without (--no_update)'} the update link"
-
-
-def previous_gradient_rows(run_dir, settings=None):
-    """(rows of the old zsl.json still valid, steps of rows dropped as stale). With settings =
-    (n_tokens, update) of a new gradient analysis, raise ZSLError if valid rows differ from it."""
-    path = os.path.join(run_dir, "zsl.json")
-    if not os.path.exists(path):
-        return [], []
-    try:
-        with open(path) as f:
-            rows = json.load(f)["gradient_interference"]
-        steps = [int(row["step"]) for row in rows]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ZSLError(f"{path}: unreadable ({type(e).__name__}); it may hold results of an earlier "
-                       "analysis: move it away, then rerun") from None
-    by_step = {_step_of(p): p for p in checkpoint_paths(run_dir)}
-    kept, stale = [], []
-    for step, row in zip(steps, rows):
-        checkpoint = by_step.get(step)
-        if checkpoint is None:
-            unchanged = False
-        elif "checkpoint_sha256" in row:
-            unchanged = row["checkpoint_sha256"] == checkpoint_fingerprint(checkpoint)
-        else:  # a row written before fingerprints: valid if the checkpoint is older than zsl.json
-            unchanged = os.path.getmtime(checkpoint) <= os.path.getmtime(path)
-        if unchanged:
-            kept.append(row)
-        else:
-            stale.append(step)
-    if settings is not None:
-        other = {_row_settings(row) for row in kept} - {settings}
-        if other:
-            raise ZSLError(f"{path} holds gradient results over {_describe(other.pop())}; this analysis "
-                           f"would use {_describe(settings)} and cannot be mixed with them: rerun with "
-                           "the same --probe_tokens / --no_update to add to them, or move zsl.json away "
-                           "to start a new analysis")
-    return kept, stale
-
-
-def merge_gradient_rows(new_rows, kept_rows):
-    """The new rows, plus the kept old rows of every step the new analysis did not redo."""
-    redone = {row["step"] for row in new_rows}
-    return sorted(new_rows + [row for row in kept_rows if row["step"] not in redone],
-                  key=lambda row: row["step"])
 
 
 def _mean(values):
@@ -728,7 +413,7 @@ def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, gr
                 update=True, chunk=16, progress=False, n_signs=N_SIGNS, subset_sizes=None,
                 rank=0, world=1, device="cpu", print_time=None):
     """Everything zsl.json holds, for one run directory (gradient_interference has the options),
-    merged with the still valid gradient rows of an earlier zsl.json (see above):
+    merged with the still valid gradient rows of an earlier zsl.json (zsl_run.py, section 4):
     summary["kept_rows"] and ["stale_rows"] say which."""
     check_run_dir(run_dir, need_probe=grad, probe_tokens=probe_tokens, update=update, steps=steps,
                   max_checkpoints=max_checkpoints)
@@ -737,7 +422,7 @@ def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, gr
         run_dir, steps, max_checkpoints, probe_tokens, chunk=chunk, update=update, progress=progress,
         n_signs=n_signs, subset_sizes=subset_sizes, rank=rank, world=world, device=device,
         print_time=progress if print_time is None else print_time) if grad else [])
-    by_step = {_step_of(p): p for p in checkpoint_paths(run_dir)}
+    by_step = {step_of(p): p for p in checkpoint_paths(run_dir)}
     for row in new_rows:
         row["checkpoint_sha256"] = checkpoint_fingerprint(by_step[row["step"]])
     t_d, t_d_note = deceleration(run_dir)
@@ -759,25 +444,6 @@ def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, gr
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
-
-def _json_safe(obj):
-    """nan/inf -> null, so zsl.json is valid JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def write_json(path, obj):
-    """Write obj as JSON atomically (a temporary file, then a rename), nan/inf as null."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(_json_safe(obj), f, indent=1)
-    os.replace(tmp, path)
-
 
 def _step_list(text):
     try:
@@ -922,7 +588,7 @@ def main(argv=None):
             if not args.json:
                 print(f"overlay of {len(summaries)} runs -> " + ", ".join(figures))
         if args.json and rank == 0:
-            print(json.dumps(_json_safe([{"run_dir": s["run_dir"], "t_d": s["t_d"], "steps": s["steps"]}
+            print(json.dumps(json_safe([{"run_dir": s["run_dir"], "t_d": s["t_d"], "steps": s["steps"]}
                                          for s in summaries]), indent=1))
     except ZSLError as e:
         if rank == 0:  # under torchrun every process meets the same error; one line is enough

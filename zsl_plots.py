@@ -39,24 +39,35 @@ def _log_axes(ax, x_values, y_values=None):
             getattr(ax, f"set_{axis}scale")("log")
 
 
-def _mark_t_d(ax, summary, colour):
+def _runs(summaries):
+    """(summary, its colour, the prefix of its labels: the run's name when several runs share a figure)."""
+    for k, s in enumerate(summaries):
+        yield s, f"C{k % 10}", f"{_label(s)}: " if len(summaries) > 1 else ""
+
+
+def _mark_t_d(summary, colour, *axes):
     if summary["t_d"]:
-        ax.axvline(summary["t_d"], color=colour, alpha=0.5, lw=1, ls="-.")
+        for ax in axes:
+            ax.axvline(summary["t_d"], color=colour, alpha=0.5, lw=1, ls="-.")
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_loss_interference(summaries, path):
     import matplotlib.pyplot as plt
     fig, (ax_D, ax_M) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, s in enumerate(summaries):
-        colour = f"C{k % 10}"
+    for s, colour, prefix in _runs(summaries):
         for key, name, style in VARIANTS:
             rows = [r for r in s["loss_interference"] if r[key] is not None]
             steps = [r["step"] for r in rows]
-            ax_D.plot(steps, [_number(r[key]["D"]) for r in rows], style, color=colour,
-                      label=f"{_label(s)}: {name}" if len(summaries) > 1 else name)
+            ax_D.plot(steps, [_number(r[key]["D"]) for r in rows], style, color=colour, label=prefix + name)
             ax_M.plot(steps, [_number(r[key]["M"]) for r in rows], style, color=colour)
-        _mark_t_d(ax_D, s, colour)
-        _mark_t_d(ax_M, s, colour)
+        _mark_t_d(s, colour, ax_D, ax_M)
     all_rows = [r for s in summaries for r in s["loss_interference"]]
     steps, magnitudes = [r["step"] for r in all_rows], [r["probe"]["M"] for r in all_rows]
     _log_axes(ax_D, steps)
@@ -65,17 +76,14 @@ def plot_loss_interference(summaries, path):
     ax_M.set(xlabel="step", ylabel="M(Δℓ) = mean |Δℓ|", title="magnitude")
     ax_D.legend(fontsize=7)
     fig.suptitle("per-token loss changes (dash-dot: t_d from bnsl.py)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_gradient_interference(summaries, path):
     import matplotlib.pyplot as plt
     fig, (ax_g, ax_u) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, s in enumerate(summaries):
-        colour, rows = f"C{k % 10}", s["gradient_interference"]
-        prefix = f"{_label(s)}: " if len(summaries) > 1 else ""
+    for s, colour, prefix in _runs(summaries):
+        rows = s["gradient_interference"]
         steps = [r["step"] for r in rows]
         ax_g.plot(steps, [_number(r["D_grad"]) for r in rows], "o-", color=colour,
                   label=prefix + "D(∇θℓ) mean of 1−C_j")
@@ -88,8 +96,7 @@ def plot_gradient_interference(summaries, path):
                   color=colour, label=prefix + "D(Δ̃ℓ) first order")
         ax_u.plot([r["step"] for r in upd], [1 - _number(r["update"]["C_g"]) for r in upd], ":",
                   color=colour, label=prefix + "1 − C_g")
-        _mark_t_d(ax_g, s, colour)
-        _mark_t_d(ax_u, s, colour)
+        _mark_t_d(s, colour, ax_g, ax_u)
     steps = [r["step"] for s in summaries for r in s["gradient_interference"]]
     _log_axes(ax_g, steps)
     _log_axes(ax_u, steps)
@@ -98,15 +105,13 @@ def plot_gradient_interference(summaries, path):
              title="one AdamW step from the checkpoint, on the probe")
     ax_g.legend(fontsize=7)
     ax_u.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_histogram(summaries, path, hist_step=None):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for k, s in enumerate(summaries):
+    for s, colour, _ in _runs(summaries):
         rows = s["gradient_interference"]
         if not rows:
             continue
@@ -114,7 +119,7 @@ def plot_histogram(summaries, path, hist_step=None):
         row = min(rows, key=lambda r: abs(math.log(r["step"]) - math.log(max(want, 1))))  # nearest step
         counts = np.asarray(row["hist_counts"], dtype=float)
         edges = np.linspace(0, 1, len(counts) + 1)   # zsl.HIST_BINS equal bins on [0, 1]
-        ax.stairs(counts / max(counts.sum(), 1), edges, color=f"C{k % 10}",
+        ax.stairs(counts / max(counts.sum(), 1), edges, color=colour,
                   label=f"{_label(s)} step {row['step']} (D={_number(row['D_grad']):.3f})")
         # the C_j the same per-token gradients give with random signs: every Monte Carlo pattern's,
         # or (K = 0) the CLT's expected value per element, a narrower histogram by construction
@@ -122,23 +127,20 @@ def plot_histogram(summaries, path, hist_step=None):
                      else ("hist_counts_null_sign", "expected C_j with random signs (CLT)"))
         if row.get(key):
             null = np.asarray(row[key], dtype=float)
-            ax.stairs(null / max(null.sum(), 1), edges, color=f"C{k % 10}", ls="--", label=name)
+            ax.stairs(null / max(null.sum(), 1), edges, color=colour, ls="--", label=name)
         _log_axes(ax, [], counts)
     ax.set(xlabel="C_j = |Σ_i g_ij| / Σ_i |g_ij|", ylabel="fraction of non-embedding elements",
            title="gradient coherence per parameter element")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_null(summaries, path):
     """D(∇θℓ) against step beside its random-sign nulls, and the excess alignment D_null − D."""
     import matplotlib.pyplot as plt
     fig, (ax_D, ax_x) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, s in enumerate(summaries):
-        colour, rows = f"C{k % 10}", [r for r in s["gradient_interference"] if r.get("D_null_sign") is not None]
-        prefix = f"{_label(s)}: " if len(summaries) > 1 else ""
+    for s, colour, prefix in _runs(summaries):
+        rows = [r for r in s["gradient_interference"] if r.get("D_null_sign") is not None]
         steps = np.array([r["step"] for r in rows])
         ax_D.plot(steps, [r["D_grad"] for r in rows], "o-", color=colour, ms=3, label=prefix + "D(∇θℓ)")
         ax_D.plot(steps, [r["D_null_sign"] for r in rows], ":", color=colour, label=prefix + "null, CLT")
@@ -150,8 +152,7 @@ def plot_null(summaries, path):
             ax_x.plot([r["step"] for r in mc], [r["excess_mc"] for r in mc], "o-", color=colour, ms=3,
                       label=prefix + "Monte Carlo null − D")
         ax_x.plot(steps, [r["excess_sign"] for r in rows], "x:", color=colour, label=prefix + "CLT null − D")
-        _mark_t_d(ax_D, s, colour)
-        _mark_t_d(ax_x, s, colour)
+        _mark_t_d(s, colour, ax_D, ax_x)
     n_tokens = sorted({r["n_tokens"] for s in summaries for r in s["gradient_interference"]})
     ax_D.set(xscale="log", xlabel="checkpoint step", ylabel="D(∇θℓ)",
              title=f"gradient opposition and its random-sign null (N = {', '.join(map(str, n_tokens))})")
@@ -160,9 +161,7 @@ def plot_null(summaries, path):
              title="excess alignment: > 0 = more aligned than random signs")
     ax_D.legend(fontsize=7)
     ax_x.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_by_n(summaries, path, n_checkpoints=4):
@@ -180,9 +179,7 @@ def plot_by_n(summaries, path, n_checkpoints=4):
         ax.set(xscale="log", xlabel="N, tokens pooled (nested subsets of the probe)", ylabel="D(∇θℓ)",
                title=f"{_label(s)}: D against N (dashed: random-sign null)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def write_figures(summaries, fig_dir, hist_step=None):

@@ -2,7 +2,6 @@
 import json.decoder
 import os
 import random
-import subprocess
 import sys
 from collections import Counter
 
@@ -13,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "data"))
 import bpe  # noqa: E402
 import prepare  # noqa: E402
+from test_data import dataset_built_by_cli, run_prepare  # noqa: E402
 
 # real Python source (a standard-library file), prose with accents, CJK and emoji, whitespace runs
 with open(json.decoder.__file__, encoding="utf-8") as f:
@@ -159,23 +159,10 @@ def test_stdlib_bpe_dataset_is_the_byte_dataset_retokenized(tmp_path, monkeypatc
     assert prepare.parse_bpe_name("stdlib") is None and prepare.parse_bpe_name("my_bpe300") is None
 
 
-def run_prepare(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "data", "prepare.py"), *args],
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_cli_builds_a_bpe_dataset_from_a_file(tmp_path):
-    path = tmp_path / "notes.txt"
-    path.write_text(CORPUS, encoding="utf-8")
-    name = f"_pytest_bpe_{os.getpid()}"
-    try:
-        result = run_prepare("--input", str(path), "--name", name, "--vocab_size=300")
-        assert result.returncode == 0, result.stderr
-        _, _, meta = decoded(os.path.join(ROOT, "data", name))
+    with dataset_built_by_cli(tmp_path, CORPUS, "--vocab_size=300") as data_dir:
+        _, _, meta = decoded(data_dir)
         assert meta["vocab_size"] == 300
-    finally:
-        import shutil
-        shutil.rmtree(os.path.join(ROOT, "data", name), ignore_errors=True)
 
 
 @pytest.mark.parametrize("args, text, message", [

@@ -1,6 +1,8 @@
 """data/prepare.py: the default (standard library) dataset, custom files, and bad input."""
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +19,21 @@ SAMPLE_TEXT = "def greet(name):\n    return f'hello, {name} — ünïcödé'\n" 
 def run_prepare(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, "data", "prepare.py"), *args],
                           capture_output=True, text=True, timeout=120)
+
+
+@contextlib.contextmanager
+def dataset_built_by_cli(tmp_path, text, *args):
+    """Runs data/prepare.py --input FILE --name NAME *args as a user would, FILE holding text;
+    yields the directory data/NAME it built, and removes it afterwards."""
+    path = tmp_path / "notes.txt"
+    path.write_text(text, encoding="utf-8")
+    name = f"_pytest_{os.getpid()}"
+    try:
+        result = run_prepare("--input", str(path), "--name", name, *args)
+        assert result.returncode == 0, result.stderr
+        yield os.path.join(ROOT, "data", name)
+    finally:
+        shutil.rmtree(os.path.join(ROOT, "data", name), ignore_errors=True)
 
 
 def test_default_dataset_is_the_standard_library_source_split_by_file(tmp_path):
@@ -55,17 +72,9 @@ def test_custom_file_char_level_round_trips(tmp_path):
 
 
 def test_cli_builds_a_named_dataset(tmp_path):
-    path = tmp_path / "notes.txt"
-    path.write_text(SAMPLE_TEXT, encoding="utf-8")
-    name = f"_pytest_{os.getpid()}"
-    try:
-        result = run_prepare("--input", str(path), "--name", name, "--level=char")
-        assert result.returncode == 0, result.stderr
-        with open(os.path.join(ROOT, "data", name, "meta.json")) as f:
+    with dataset_built_by_cli(tmp_path, SAMPLE_TEXT, "--level=char") as data_dir:
+        with open(os.path.join(data_dir, "meta.json")) as f:
             assert json.load(f)["level"] == "char"
-    finally:
-        import shutil
-        shutil.rmtree(os.path.join(ROOT, "data", name), ignore_errors=True)
 
 
 @pytest.mark.parametrize("content, message", [

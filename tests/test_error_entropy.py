@@ -233,7 +233,7 @@ def test_cli_on_a_run_writes_the_decomposition_of_every_checkpoint(tiny_run):
     for c in summary["checkpoints"]:
         assert abs(c["CE"] - (c["EE"] + c["SA"] - c["log_C"])) < 1e-9
     # the last checkpoint's CE is the model's own loss on the same windows
-    model, _ = ee.zsl.load_checkpoint(ee.zsl.checkpoint_paths(str(tiny_run))[-1])
+    model, _ = ee.zsl_run.load_checkpoint(ee.zsl_run.checkpoint_paths(str(tiny_run))[-1])
     x, y, _ = ee.evaluation_set(str(tiny_run), 2048, 16)
     with torch.no_grad():
         _, loss = model(x, y)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import timescale
+import timescale_plots
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,9 +216,9 @@ def test_run_tau_and_logit_scales(run_dir):
     assert np.allclose(result["tau"], tau[result["steps"].astype(int) - 2], rtol=1e-5)
     assert list(result["scale_steps"]) == [1, 2, 4, 8, 16, 32, 64, 128, 160]
     # the logit scale at step 64 by a plain loop over the probe's tokens
-    import zsl
-    model, _ = zsl.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000064.pt"))
-    logits, _ = model(zsl.load_probe(run_dir)["x"])
+    import zsl_run
+    model, _ = zsl_run.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000064.pt"))
+    logits, _ = model(zsl_run.load_probe(run_dir)["x"])
     stds = [np.std(token_logits) for token_logits in logits.detach().double().numpy().reshape(-1, logits.shape[-1])]
     assert result["logit_scale"][6] == pytest.approx(np.mean(stds), rel=1e-5)
     assert result["fit"]["tau_first"] >= result["tau"][-1] / 10          # the last decade of tau
@@ -247,8 +248,8 @@ def test_cli_json_and_plot_and_report_section(run_dir, tmp_path, capsys):
     (row,) = json.loads(out)
     assert {"alpha", "alpha_err", "logit_scale_slope", "alpha_after_t_d", "logit_scale"} <= set(row)
     assert os.path.getsize(tmp_path / "fig.png") > 1000
-    text, summary = timescale.report_section([run_dir], [{"name": "tiny", "t_d": 20.0, "supported": True}],
-                                             str(tmp_path), progress=False)
+    text, summary = timescale_plots.report_section([run_dir], [{"name": "tiny", "t_d": 20.0, "supported": True}],
+                                                   str(tmp_path), progress=False)
     assert "| tiny | 20 |" in text and summary["runs"][0]["t_d"] == 20.0
     assert os.path.isfile(tmp_path / "timescale_runs.png")
 
