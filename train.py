@@ -682,7 +682,7 @@ def main(argv=None):
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
         if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
             raise
-        sys.exit(f"train.py: error: out of memory ({str(e).strip().splitlines()[0][:120]}); use a smaller "
+        sys.exit(f"train.py: error: out of memory ({str(e).strip().splitlines()[0][:300]}); use a smaller "
                  f"--batch_size, --n_embd or --n_layer")
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
         sys.exit("train.py: aborted")

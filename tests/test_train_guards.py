@@ -251,6 +251,26 @@ def test_bad_input_is_one_line_and_changes_nothing(case, run, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "new"), f"{case}: created the run directory"
 
 
+def overcommit_mode():
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(overcommit_mode() not in ("0", "2"),
+                    reason="needs Linux's heuristic or strict overcommit, where an impossible allocation fails at once")
+def test_a_model_too_large_for_memory_is_one_line(dataset, tmp_path, capsys):
+    """A real failed allocation: 3 x 262144^2 float32 weights of one attention layer are 824 GB."""
+    message = train_main(*fresh(dataset, tmp_path, "--n_embd=262144"))
+    err = capsys.readouterr().err
+    assert isinstance(message, str) and message.startswith("train.py: error: out of memory (") and "\n" not in message, message
+    assert "smaller --batch_size, --n_embd or --n_layer" in message
+    assert "824633720832" in message  # the size torch tried to allocate, not cut short
+    assert "Traceback" not in err
+
+
 def test_a_second_writer_is_refused_while_the_first_holds_the_lock(run, capsys):
     run_dir, _ = run
     lock = train.lock_run_dir(run_dir)  # another writer: flock conflicts across open files, even in one process
