@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from rundir import ConfigError
+from support.rundir import ConfigError
 
 
 def parse_value(key, text, kind):

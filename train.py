@@ -46,13 +46,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import configurator
+from data import prepare
+from data.prepare import windows
 from model import GPT, GPTConfig
-from rundir import (ConfigError, check_out_dir, check_same_data, clear_old_run, drop_records_after,
+from support.rundir import (ConfigError, check_out_dir, check_same_data, clear_old_run, drop_records_after,
                     lock_run_dir, refuse_to_mix)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "data"))
-import prepare  # noqa: E402  (data/prepare.py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,7 +215,7 @@ def save_npz(path, **arrays):
 # Data: random windows of the training split; a fixed probe and update batch from validation.
 
 def load_data(c, is_master):
-    data_dir = c.dataset if os.sep in c.dataset else os.path.join(prepare.DATA_ROOT, c.dataset)
+    data_dir = prepare.dataset_dir(c.dataset)
     if is_master:  # "stdlib" and "stdlib_bpeN" are built on first use
         try:
             prepare.build_named_if_missing(c.dataset, data_dir)
@@ -236,13 +235,6 @@ def load_data(c, is_master):
         raise ConfigError(f"the val split of {data_dir} has {len(val)} tokens, too few for --n_probe + --batch_size "
                           f"= {c.n_probe + c.batch_size} distinct held-out windows; use more text or smaller values")
     return train, val, dict(meta, fingerprint=prepare.fingerprint(data_dir))
-
-
-def windows(tokens, starts, block_size):
-    """x[b] = tokens[s : s + T], y[b] = tokens[s + 1 : s + T + 1] for each start s."""
-    idx = np.asarray(starts)[:, None] + np.arange(block_size + 1)
-    chunk = torch.from_numpy(tokens[idx].astype(np.int64))
-    return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
 
 def fixed_heldout_sets(val, c):

@@ -9,7 +9,7 @@ Zero-sum learning: how much of what one token gains, another token loses.
 Read top to bottom (design.md sections 2-4 and 6 define every quantity):
 
   1. interference of per-token loss changes, D(Δℓ)            -- from train.py's records
-  2. reading a run directory                                  -- zsl_run.py: the files, which
+  2. reading a run directory                                  -- runfiles.py: the files, which
                                                                  checkpoints and probe tokens, t_d,
                                                                  zsl.json kept on a rerun, the checks
   3. per-token gradients g_ij = ∂ℓ_i/∂θ_j, exactly            -- token_grads.py: a plain reference
@@ -33,7 +33,7 @@ Python API (stable names, used by the report script):
     around_deceleration(summary, t_d), excess_around_deceleration(summary, t_d) -> before/after means
     analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
     write_figures(summaries, fig_dir, hist_step=None) -> [png paths]   (from zsl_plots.py)
-  and in zsl_run.py: load_config, record_paths, load_record, load_probe, checkpoint_paths,
+  and in runfiles.py: load_config, record_paths, load_record, load_probe, checkpoint_paths,
     load_checkpoint, probe_tokens_for, deceleration_step, write_json, ZSLError (the error type of both)
 """
 import argparse
@@ -51,8 +51,8 @@ from tqdm import tqdm
 
 from token_grads import (add_sums, default_subset_sizes, naive_per_token_grad_stats,  # noqa: F401 (API)
                          nested_subsets, per_token_grad_stats, sharded_grad_stats, sign_patterns)
-from zsl_plots import write_figures
-from zsl_run import (ZSLError, check_run_dir, checkpoint_fingerprint, checkpoint_paths, deceleration,
+from plots import write_figures
+from support.runfiles import (ZSLError, check_run_dir, checkpoint_fingerprint, checkpoint_paths, deceleration,
                      finite_record, json_safe, load_checkpoint, load_probe, load_record, merge_gradient_rows,
                      nonfinite_record_steps, pick_checkpoints, previous_gradient_rows, probe_tokens_for,
                      record_paths, step_of, step_rows, write_json)
@@ -128,7 +128,7 @@ def loss_interference(run_dir):
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Reading a run directory: zsl_run.py (imported above)
+# 2. Reading a run directory: runfiles.py (imported above)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -413,7 +413,7 @@ def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, gr
                 update=True, chunk=16, progress=False, n_signs=N_SIGNS, subset_sizes=None,
                 rank=0, world=1, device="cpu", print_time=None):
     """Everything zsl.json holds, for one run directory (gradient_interference has the options),
-    merged with the still valid gradient rows of an earlier zsl.json (zsl_run.py, section 4):
+    merged with the still valid gradient rows of an earlier zsl.json (runfiles.py, section 4):
     summary["kept_rows"] and ["stale_rows"] say which."""
     check_run_dir(run_dir, need_probe=grad, probe_tokens=probe_tokens, update=update, steps=steps,
                   max_checkpoints=max_checkpoints)

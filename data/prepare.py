@@ -41,7 +41,10 @@ import sysconfig
 import numpy as np
 from tqdm import tqdm
 
-import bpe  # data/bpe.py, beside this file
+try:
+    from data import bpe  # imported as data.prepare (by train.py and the tools)
+except ImportError:
+    import bpe  # run as `python data/prepare.py`: data/bpe.py lies beside this file
 
 DATA_ROOT = os.path.dirname(os.path.abspath(__file__))
 MIN_TOKENS = 1000  # below this there is not enough text to train or validate on
@@ -219,6 +222,21 @@ def build_named_if_missing(name, data_dir):
     except bpe.BPEError as e:
         raise DataError(str(e))
     return True
+
+
+def dataset_dir(name):
+    """The directory of dataset `name`: a path as given if it contains a separator, else data/<name>."""
+    return name if os.sep in name else os.path.join(DATA_ROOT, name)
+
+
+def windows(tokens, starts, block_size):
+    """Input and target windows of a token array: x[b] = tokens[s : s + T], y[b] = tokens[s + 1 : s + T + 1]
+    for each start s (T = block_size). tokens: 1-D integer array; starts: B ints. Returns two int64 [B, T]
+    tensors: y is x shifted by one token, the next-token targets."""
+    import torch  # (only the tools that make batches need it; building a dataset does not)
+    idx = np.asarray(starts)[:, None] + np.arange(block_size + 1)
+    chunk = torch.from_numpy(tokens[idx].astype(np.int64))
+    return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
 
 def load_dataset(data_dir):

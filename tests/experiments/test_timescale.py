@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-import timescale
-import timescale_plots
+from experiments import timescale
+from experiments import timescale_plots
 import train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "data"))
-import prepare  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data import prepare
 
 
 # --- the mechanism: one logit scale beta ------------------------------------------------------------
@@ -216,9 +215,9 @@ def test_run_tau_and_logit_scales(run_dir):
     assert np.allclose(result["tau"], tau[result["steps"].astype(int) - 2], rtol=1e-5)
     assert list(result["scale_steps"]) == [1, 2, 4, 8, 16, 32, 64, 128, 160]
     # the logit scale at step 64 by a plain loop over the probe's tokens
-    import zsl_run
-    model, _ = zsl_run.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000064.pt"))
-    logits, _ = model(zsl_run.load_probe(run_dir)["x"])
+    from support import runfiles
+    model, _ = runfiles.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000064.pt"))
+    logits, _ = model(runfiles.load_probe(run_dir)["x"])
     stds = [np.std(token_logits) for token_logits in logits.detach().double().numpy().reshape(-1, logits.shape[-1])]
     assert result["logit_scale"][6] == pytest.approx(np.mean(stds), rel=1e-5)
     assert result["fit"]["tau_first"] >= result["tau"][-1] / 10          # the last decade of tau
@@ -227,7 +226,7 @@ def test_run_tau_and_logit_scales(run_dir):
 
 def cli(*args):
     """The command line in a subprocess: exit status and output exactly as a user sees them."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, "timescale.py"), *map(str, args)],
+    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "timescale.py"), *map(str, args)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 

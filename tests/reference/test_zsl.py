@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import zsl
-import zsl_run
+from support import runfiles
 from model import GPT, GPTConfig
 
-ZSL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zsl.py")
+ZSL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "zsl.py")
 TINY = dict(vocab_size=32, block_size=8, n_layer=2, n_head=2, n_embd=16)
 
 
@@ -212,8 +212,8 @@ def test_update_link_from_a_checkpoint(run_dir):
     assert 0 <= row["D_grad"] <= 1 and 0 <= row["update"]["C_g"] <= 1
     assert row["update"]["corr_predicted_measured"] > 0.9       # the first-order link holds
     # δ is the real AdamW step: applying the checkpoint's optimizer ourselves gives the same weights
-    model, ckpt = zsl_run.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000004.pt"))
-    probe = zsl_run.load_probe(run_dir)
+    model, ckpt = runfiles.load_checkpoint(os.path.join(run_dir, "checkpoints", "step_000004.pt"))
+    probe = runfiles.load_probe(run_dir)
     delta = zsl.adamw_update(model, ckpt, probe["update_x"], probe["update_y"])
     assert any(float(d.abs().max()) > 0 for d in delta.values())
     again = zsl.adamw_update(model, ckpt, probe["update_x"], probe["update_y"])

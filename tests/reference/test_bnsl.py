@@ -9,7 +9,7 @@ import pytest
 
 import bnsl
 
-BNSL_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bnsl.py")
+BNSL_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bnsl.py")
 
 
 def bnsl_loss(steps, b, c0, breaks):

@@ -54,10 +54,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
+
 import bnsl
-import train
 import zsl
-import zsl_run
+from data import prepare
+from support import runfiles
 
 DEFAULT_TOKENS = 65_536    # 1 024 windows of 64 tokens; the estimates depend on N (design.md 8)
 DEFAULT_CONTEXT = 64       # tokens per window, the default block_size
@@ -161,12 +164,12 @@ def evaluation_set(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT):
     the validation split of the run's dataset (as train.py's probe is), so runs on one dataset
     see exactly the same tokens whatever their size or seed.
     """
-    config = zsl_run.load_config(run_dir)
+    config = runfiles.load_config(run_dir)
     dataset = config["train"]["dataset"]
-    data_dir = dataset if os.sep in dataset else os.path.join(train.prepare.DATA_ROOT, dataset)
+    data_dir = prepare.dataset_dir(dataset)
     try:
-        _, val, meta = train.prepare.load_dataset(data_dir)
-    except train.prepare.DataError as e:
+        _, val, meta = prepare.load_dataset(data_dir)
+    except prepare.DataError as e:
         raise EntropyError(f"{run_dir}: {e}") from None
     n_windows = math.ceil(n_tokens / context)
     spacing = (len(val) - context - 1) / max(n_windows - 1, 1)
@@ -174,7 +177,7 @@ def evaluation_set(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT):
         raise EntropyError(f"the validation split of {data_dir} has {len(val):,} tokens, too few for "
                            f"{n_windows} separate windows of {context}; use a smaller --tokens")
     starts = np.linspace(0, len(val) - context - 1, n_windows).astype(np.int64)
-    x, y = train.windows(val, starts, context)
+    x, y = prepare.windows(val, starts, context)
     description = {"dataset": os.path.abspath(data_dir), "vocab_size": int(meta["vocab_size"]),
                    "n_tokens": int(y.numel()), "context": context,
                    "sha1": hashlib.sha1(y.numpy().tobytes()).hexdigest()[:16]}  # which tokens exactly
@@ -291,7 +294,7 @@ def zero_sum_summary(intervals, t_d):
 def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=None,
                 transient=bnsl.DEFAULT_TRANSIENT, max_checkpoints=None, progress=False):
     """Everything error_entropy.json holds, for one train.py run directory."""
-    paths = zsl_run.checkpoint_paths(run_dir)   # (load_config inside evaluation_set checks the directory)
+    paths = runfiles.checkpoint_paths(run_dir)   # (load_config inside evaluation_set checks the directory)
     x, y, eval_set = evaluation_set(run_dir, n_tokens, context)
     if not paths:
         raise EntropyError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
@@ -301,7 +304,7 @@ def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=N
     checkpoints, intervals, previous = [], [], None
     for path in tqdm(paths, desc=f"{os.path.basename(os.path.normpath(run_dir))}: checkpoints",
                      leave=False, disable=not progress, file=sys.stderr):
-        model, ckpt = zsl_run.load_checkpoint(path)
+        model, ckpt = runfiles.load_checkpoint(path)
         if model.config.vocab_size != eval_set["vocab_size"]:
             raise EntropyError(f"{path}: the model has {model.config.vocab_size} classes but the dataset "
                                f"{eval_set['dataset']} has {eval_set['vocab_size']}")
@@ -318,10 +321,10 @@ def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=N
             intervals.append(change)
         previous = (row, losses, ranks)
     if t_d is None:
-        t_d = zsl_run.deceleration_step(run_dir)   # from the training loss in log.csv
+        t_d = runfiles.deceleration_step(run_dir)   # from the training loss in log.csv
     steps = np.array([c["step"] for c in checkpoints], dtype=float)
     fits = {term: fit_term(steps, np.array([c[term] for c in checkpoints]), transient) for term in TERMS}
-    config = zsl_run.load_config(run_dir)
+    config = runfiles.load_config(run_dir)
     return {"run_dir": os.path.abspath(run_dir), "eval_set": eval_set, "t_d": t_d,
             "params": config.get("non_embedding_params"), "model": config["model"],
             "checkpoints": checkpoints, "fits": fits, "bends_at_deceleration": bends(fits),
@@ -474,7 +477,7 @@ def report_section(run_dirs, fits, out_dir, names=None, n_tokens=DEFAULT_TOKENS,
     for run_dir, fit, name in zip(run_dirs, fits, names):
         t_d = fit.get("t_d") if fit.get("supported", True) else None  # an unsupported fit has no t_d
         summary = analyse_run(run_dir, n_tokens, context, t_d=t_d, progress=progress)
-        zsl_run.write_json(os.path.join(run_dir, "error_entropy.json"), summary)
+        runfiles.write_json(os.path.join(run_dir, "error_entropy.json"), summary)
         plot_run(summary, os.path.join(out_dir, f"error_entropy_{name}.png"))
         summaries.append(summary)
     rows, size_fits = size_table(summaries)
@@ -557,14 +560,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     try:
         for run_dir in args.run_dirs:   # fail before any long computation
-            zsl_run.load_config(run_dir)
-            if not zsl_run.checkpoint_paths(run_dir):
+            runfiles.load_config(run_dir)
+            if not runfiles.checkpoint_paths(run_dir):
                 raise EntropyError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
         summaries = []
         for run_dir in args.run_dirs:
             summary = analyse_run(run_dir, args.tokens, args.context, transient=args.transient,
                                   max_checkpoints=args.max_checkpoints, progress=not args.no_progress)
-            zsl_run.write_json(os.path.join(run_dir, "error_entropy.json"), summary)
+            runfiles.write_json(os.path.join(run_dir, "error_entropy.json"), summary)
             plot_run(summary, os.path.join(run_dir, "error_entropy.png"))
             summaries.append(summary)
             if not args.json:
@@ -582,10 +585,10 @@ def main(argv=None):
                     print(f"  {TERM_LABELS[term]:22s} " + (f"~ N^{-fit['alpha']:.4f}, R^2 = {_number(fit['r2'])}"
                                                           if "error" not in fit else fit["error"]))
         if args.json:
-            print(json.dumps(zsl_run.json_safe([{"run_dir": s["run_dir"], "checkpoints": [
+            print(json.dumps(runfiles.json_safe([{"run_dir": s["run_dir"], "checkpoints": [
                 {k: c[k] for k in ("step", "CE", "EE", "SA", "log_C", "neg_log_C", "EE_share")}
                 for c in s["checkpoints"]]} for s in summaries]), indent=1))
-    except (EntropyError, zsl_run.ZSLError) as e:
+    except (EntropyError, runfiles.ZSLError) as e:
         print(f"error_entropy.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:   # the runs already finished keep their error_entropy.json

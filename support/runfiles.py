@@ -23,6 +23,7 @@ import re
 import numpy as np
 import torch
 
+from data import prepare
 from model import GPT, GPTConfig
 
 
@@ -191,16 +192,15 @@ def extended_probe(run_dir, probe, n_sequences):
     if not dataset:
         raise ZSLError(f"{run_dir}: config.json names no dataset, so no probe beyond the recorded "
                        f"{n_probe * T} tokens; lower --probe_tokens or re-run train.py with a larger --n_probe")
-    import train  # its data helpers (and data/prepare.py), only when they are needed
-    data_dir = dataset if os.sep in dataset else os.path.join(train.prepare.DATA_ROOT, dataset)
+    data_dir = prepare.dataset_dir(dataset)
     try:
-        _, val, _ = train.prepare.load_dataset(data_dir)
-    except train.prepare.DataError as e:
+        _, val, _ = prepare.load_dataset(data_dir)
+    except prepare.DataError as e:
         raise ZSLError(f"{run_dir}: its dataset is needed for a probe beyond the recorded {n_probe * T} "
                        f"tokens: {e}") from None
     # where train.fixed_heldout_sets took the probe and the update batch from
     used = np.linspace(0, len(val) - T - 1, n_probe + config["train"]["batch_size"]).astype(np.int64)
-    recorded_x, _ = train.windows(val, used[:n_probe], T)
+    recorded_x, _ = prepare.windows(val, used[:n_probe], T)
     if len(val) < T + 2 or not torch.equal(recorded_x, probe["x"]):
         raise ZSLError(f"{data_dir}: its validation split is not the one {run_dir} was trained with "
                        f"(the recorded probe differs); rebuild that dataset or lower --probe_tokens")
@@ -212,7 +212,7 @@ def extended_probe(run_dir, probe, n_sequences):
     if need > len(free):
         raise ZSLError(f"{run_dir}: the validation split holds at most {(n_probe + len(free)) * T} probe "
                        f"tokens of {T}-token sequences; lower --probe_tokens")
-    extra_x, extra_y = train.windows(val, free[:need], T)
+    extra_x, extra_y = prepare.windows(val, free[:need], T)
     return {**probe, "x": torch.cat([probe["x"], extra_x]), "y": torch.cat([probe["y"], extra_y])}
 
 

@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "data"))
-import prepare  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data import prepare
 
 TEXT = "def greet(name):\n    return f'hello, {name} — ünïcödé'\n" * 60
 

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-import reproduce
-from train import prepare
+from experiments import reproduce
+from data import prepare
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def size_row(L_d, r_d, ratio=3.0, supported=True, D_before=0.1, D_after=0.9, D_grad_after=0.95):
@@ -64,7 +64,7 @@ def test_tiny_end_to_end_report(tmp_path):
     out = tmp_path / "report"
     args = ["--dataset=stdlib", "--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16", "--batch_size=8",
             "--probe_tokens=32", "--transient=2", "--ee_tokens=2048", f"--out_dir={out}"]
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("report.md", "summary.json", "loss_fits.png", "scaling.png", "zsl_loss.png", "zsl_grad.png",
@@ -79,7 +79,7 @@ def test_tiny_end_to_end_report(tmp_path):
     assert [r["name"] for r in summary["error_entropy"]["sizes"]] == ["1x16", "1x32"]   # the error-entropy lens
     assert (out / "error_entropy_sizes.png").stat().st_size > 0 and "error-entropy lens" in (out / "report.md").read_text()
     # a second call reuses the finished runs instead of training again
-    again = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
+    again = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and "complete, reused" in again.stdout
 
@@ -92,7 +92,7 @@ def test_tiny_end_to_end_report(tmp_path):
     (["--device=cuda"], "CUDA is not available"),
 ])
 def test_bad_arguments_fail_before_any_training(tmp_path, args, message):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args, f"--out_dir={tmp_path}"],
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args, f"--out_dir={tmp_path}"],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
@@ -102,7 +102,7 @@ def test_a_run_with_other_settings_is_not_silently_reused(tmp_path):
     run = tmp_path / "runs" / "1x32"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"train": {**vars(reproduce.train.TrainConfig()), "seed": 99}}))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), "--sizes=1x32,2x64",
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--sizes=1x32,2x64",
                              f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode != 0 and "was trained with" in result.stderr, result.stderr
 
@@ -159,7 +159,7 @@ def test_tiny_end_to_end_report_on_a_bpe_dataset(tmp_path):
     args = [f"--dataset={tmp_path / 'tiny_bpe300'}", "--sizes=1x16,1x32", "--max_iters=300", "--warmup_iters=8",
             "--block_size=16", "--batch_size=8", "--n_probe=8", "--probe_tokens=32", "--learning_rate=1e-2", "--ee_tokens=1024",
             f"--out_dir={out}"]
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce.py"), *args],
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

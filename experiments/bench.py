@@ -8,8 +8,12 @@ Benchmarks: prints the figures the issues ask for.
 Each section is a plain function that prints its own lines. Times are wall-clock
 medians over a few repeats, on whatever threads torch uses (set OMP_NUM_THREADS to pin).
 """
+import os
 import sys
 import time
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
 
 
 def median_time(fn, repeats=5, warmup=1):
@@ -70,7 +74,7 @@ def plain_loop_seconds_per_step(n_layer, n_embd, steps=30):
 
     def one_step():
         starts = np.random.randint(len(tokens) - c.block_size - 1, size=c.batch_size)
-        training_step(model, optimizer, *train.windows(tokens, starts, c.block_size))
+        training_step(model, optimizer, *prepare.windows(tokens, starts, c.block_size))
 
     return median_time(lambda: [one_step() for _ in range(steps)], repeats=3) / steps
 
@@ -294,13 +298,13 @@ def bench_error_entropy():
     """
     import numpy as np
     import torch
-    import error_entropy
+    from experiments import error_entropy
     import train
     from model import GPT, GPTConfig
     c = train.TrainConfig()
     _, val, meta = train.load_data(c, is_master=True)
     starts = np.linspace(0, len(val) - c.block_size - 1, 1600).astype(np.int64)
-    x, y = train.windows(val, starts, c.block_size)
+    x, y = prepare.windows(val, starts, c.block_size)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=meta["vocab_size"], block_size=c.block_size, n_layer=c.n_layer,
                           n_head=c.n_head, n_embd=c.n_embd)).eval()
@@ -320,8 +324,8 @@ def bench_bpe():
     encoding it (target: <= 60 s on 2 cores). Needs data/stdlib (train.py or data/prepare.py builds it)."""
     import os
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
-    import bpe
-    import prepare
+    from data import bpe
+    from data import prepare
     byte_dir = os.path.join(prepare.DATA_ROOT, "stdlib")
     if not os.path.isfile(os.path.join(byte_dir, "meta.json")):
         prepare.build_stdlib(byte_dir)

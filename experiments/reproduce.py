@@ -40,13 +40,16 @@ import sys
 
 import numpy as np
 
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
+
 import bnsl
-import error_entropy
-import timescale_plots
+from experiments import error_entropy
+from experiments import timescale_plots
 import train
 import zsl
-import zsl_run
-from train import prepare  # data/prepare.py
+from support import runfiles
+from data import prepare
 
 # Defaults chosen by experiment (README, "Results"; design.md section 5): the standard-library text
 # in a 2048-token byte-level BPE vocabulary (with bytes, every size bends at the same loss, just above
@@ -196,7 +199,7 @@ def octave_interference(run_dir):
     for each record step s, Δℓ_i = ℓ_i(s') − ℓ_i(s) on the probe (losses just before update s and s'),
     s' = the first record at or after 2s. Returns [(s, s', D)].
     """
-    records = [zsl_run.load_record(path) for path in zsl_run.record_paths(run_dir)]
+    records = [runfiles.load_record(path) for path in runfiles.record_paths(run_dir)]
     steps = [int(r["step"]) for r in records]
     rows = []
     for k, record in enumerate(records):
@@ -405,7 +408,7 @@ def main(argv=None):
             # the fit above, with this report's transient; an unsupported fit has no t_d to use
             t_d = fit["t_d"] if fit["supported"] else None
             summary["t_d"], summary["t_d_note"] = t_d, fit["warning"]
-            zsl_run.write_json(os.path.join(run_dir, "zsl.json"), summary)
+            runfiles.write_json(os.path.join(run_dir, "zsl.json"), summary)
             params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
             D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
                                                               else (None,) * 4)
@@ -437,8 +440,8 @@ def main(argv=None):
         summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,
                    "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
                                 for f, rule, holds, numbers in verdicts], **lens_numbers}
-        zsl_run.write_json(os.path.join(args.out_dir, "summary.json"), summary)
-    except (train.ConfigError, bnsl.CurveError, zsl_run.ZSLError, error_entropy.EntropyError) as e:
+        runfiles.write_json(os.path.join(args.out_dir, "summary.json"), summary)
+    except (train.ConfigError, bnsl.CurveError, runfiles.ZSLError, error_entropy.EntropyError) as e:
         sys.exit(f"reproduce.py: error: {e}")
     except OSError as e:  # a full disk, a directory that cannot be created, ...
         sys.exit(f"reproduce.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path")

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from timescale import PAPER_PYTHIA_ALPHA, WINDOW_DECADES, analyse_run, summary_row, time_power_law_curve
+from experiments.timescale import PAPER_PYTHIA_ALPHA, WINDOW_DECADES, analyse_run, summary_row, time_power_law_curve
 
 
 def _pyplot():

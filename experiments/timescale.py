@@ -54,8 +54,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
+
 import bnsl
-import zsl_run   # reads train.py's checkpoints and probe
+from support import runfiles
 
 ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
 ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
@@ -395,11 +398,11 @@ def load_log(run_dir):
 def checkpoint_logit_scales(run_dir, progress=False):
     """The logit scale on the probe (std of the logits over the vocabulary, mean over the probe's
     tokens) after each checkpoint's update: [(step, scale)], in step order."""
-    probe_x = zsl_run.load_probe(run_dir)["x"]
+    probe_x = runfiles.load_probe(run_dir)["x"]
     scales = []
-    for path in tqdm(zsl_run.checkpoint_paths(run_dir), desc="logit scales", leave=False,
+    for path in tqdm(runfiles.checkpoint_paths(run_dir), desc="logit scales", leave=False,
                      disable=not progress, file=sys.stderr):
-        model, checkpoint = zsl_run.load_checkpoint(path)
+        model, checkpoint = runfiles.load_checkpoint(path)
         logits, _ = model(probe_x)
         scales.append((int(checkpoint["step"]), logit_scale(logits.float())))
     return scales
@@ -502,7 +505,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def toy_main(argv):
-    from timescale_plots import plot_toy   # (timescale_plots.py imports this file: only here, not at the top)
+    from experiments.timescale_plots import plot_toy   # (timescale_plots.py imports this file: only here, not at the top)
     parser = OneLineParser(prog="timescale.py toy", allow_abbrev=False,
                            description="The paper's teacher-student softmax head: loss against tau = "
                            "sum lr, the fitted exponent alpha (1/3 in theory) and the logit scale.")
@@ -556,7 +559,7 @@ def toy_main(argv):
 
 
 def runs_main(argv):
-    from timescale_plots import markdown_table, plot_runs   # (only here: timescale_plots.py imports this file)
+    from experiments.timescale_plots import markdown_table, plot_runs   # (only here: timescale_plots.py imports this file)
     parser = OneLineParser(prog="timescale.py", allow_abbrev=False,
                            description="Our runs through the one-third lens: alpha of the loss "
                            "against tau = sum lr, and the logit scale at every checkpoint.")
@@ -570,7 +573,7 @@ def runs_main(argv):
         results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
         if args.plot:
             plot_runs(results, args.plot)
-    except (bnsl.CurveError, zsl_run.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
+    except (bnsl.CurveError, runfiles.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
         parser.exit(2, f"timescale.py: error: {error}\n")
     rows = [summary_row(r) for r in results]
     if args.json:

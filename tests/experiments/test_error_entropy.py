@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import error_entropy as ee
+from experiments import error_entropy as ee
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def reference(logits, targets):
@@ -204,8 +204,7 @@ def tiny_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     words = ["alpha", "beta", "gamma", "delta", "error", "entropy", "rank", "token"]
     text.write_text(" ".join(rng.choice(words, 20_000)))
-    sys.path.insert(0, os.path.join(ROOT, "data"))
-    import prepare
+    from data import prepare
     prepare.build_from_file(str(text), str(root / "data"), level="char")
     run = root / "run"
     result = subprocess.run([sys.executable, "train.py", f"--out_dir={run}", f"--dataset={root / 'data'}",
@@ -217,7 +216,7 @@ def tiny_run(tmp_path_factory):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "error_entropy.py", *args, "--no_progress"], cwd=ROOT,
+    return subprocess.run([sys.executable, "experiments/error_entropy.py", *args, "--no_progress"], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -233,7 +232,7 @@ def test_cli_on_a_run_writes_the_decomposition_of_every_checkpoint(tiny_run):
     for c in summary["checkpoints"]:
         assert abs(c["CE"] - (c["EE"] + c["SA"] - c["log_C"])) < 1e-9
     # the last checkpoint's CE is the model's own loss on the same windows
-    model, _ = ee.zsl_run.load_checkpoint(ee.zsl_run.checkpoint_paths(str(tiny_run))[-1])
+    model, _ = ee.runfiles.load_checkpoint(ee.runfiles.checkpoint_paths(str(tiny_run))[-1])
     x, y, _ = ee.evaluation_set(str(tiny_run), 2048, 16)
     with torch.no_grad():
         _, loss = model(x, y)

@@ -8,10 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "data"))
-import bpe  # noqa: E402
-import prepare  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data import bpe
+from data import prepare
 from test_data import dataset_built_by_cli, run_prepare  # noqa: E402
 
 # real Python source (a standard-library file), prose with accents, CJK and emoji, whitespace runs

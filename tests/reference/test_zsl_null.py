@@ -1,5 +1,5 @@
 """Tests for the calibrated gradient opposition: the random-sign nulls, D against N, the extended
-probe and zsl.py across processes (token_grads.py, zsl.py, zsl_run.py; design.md section 6)."""
+probe and zsl.py across processes (token_grads.py, zsl.py, runfiles.py; design.md section 6)."""
 import json
 import math
 import os
@@ -15,11 +15,11 @@ import torch
 import token_grads
 import train
 import zsl
-import zsl_run
+from support import runfiles
 
 from test_zsl import ZSL, make_run_dir, tiny_model, tokens
 
-prepare = train.prepare  # data/prepare.py, as train.py imports it
+from data import prepare
 
 
 def sums_of(G, signs):
@@ -183,8 +183,8 @@ def with_dataset(run_dir, path, n_probe=3, batch_size=4, val_tokens=4000):
 
 def test_probe_beyond_the_recorded_one_comes_from_unused_validation_windows(run_dir, tmp_path):
     run, val = with_dataset(run_dir, tmp_path)
-    probe = zsl_run.load_probe(run)
-    x, y, T = zsl_run.probe_tokens_for(run, probe, 40 * 8)
+    probe = runfiles.load_probe(run)
+    x, y, T = runfiles.probe_tokens_for(run, probe, 40 * 8)
     assert x.shape == (40, 8) and T == 8
     assert torch.equal(x[:3], probe["x"]) and torch.equal(y[:3], probe["y"])  # the recorded probe first
     assert torch.equal(x[:, 1:], y[:, :-1])
@@ -195,14 +195,14 @@ def test_probe_beyond_the_recorded_one_comes_from_unused_validation_windows(run_
         starts.append(start)
     used_starts = [s for s in range(len(val) - 8) if any(np.array_equal(val[s:s + 8], u) for u in used)]
     assert min(abs(a - b) for a in starts for b in used_starts) > 8
-    smaller, _, _ = zsl_run.probe_tokens_for(run, probe, 10 * 8)
+    smaller, _, _ = runfiles.probe_tokens_for(run, probe, 10 * 8)
     assert torch.equal(smaller, x[:10])                                       # a larger probe extends a smaller
     (row,) = zsl.gradient_interference(run, steps=[8], probe_tokens=6 * 8, update=False, n_signs=2)
     assert row["n_tokens"] == 48
-    with pytest.raises(zsl_run.ZSLError, match="at most"):
-        zsl_run.probe_tokens_for(run, probe, 1000 * 8)
-    with pytest.raises(zsl_run.ZSLError, match="names no dataset"):
-        zsl_run.probe_tokens_for(run_dir, zsl_run.load_probe(run_dir), 40 * 8)
+    with pytest.raises(runfiles.ZSLError, match="at most"):
+        runfiles.probe_tokens_for(run, probe, 1000 * 8)
+    with pytest.raises(runfiles.ZSLError, match="names no dataset"):
+        runfiles.probe_tokens_for(run_dir, runfiles.load_probe(run_dir), 40 * 8)
 
 
 def test_probe_beyond_the_recorded_one_refuses_a_changed_dataset(run_dir, tmp_path):
@@ -210,8 +210,8 @@ def test_probe_beyond_the_recorded_one_refuses_a_changed_dataset(run_dir, tmp_pa
     rng = np.random.default_rng(1)
     prepare.write_dataset(str(tmp_path / "data"), rng.integers(0, 32, 2000), rng.integers(0, 32, 4000),
                           {"vocab_size": 32})
-    with pytest.raises(zsl_run.ZSLError, match="not the one"):
-        zsl_run.probe_tokens_for(run, zsl_run.load_probe(run), 40 * 8)
+    with pytest.raises(runfiles.ZSLError, match="not the one"):
+        runfiles.probe_tokens_for(run, runfiles.load_probe(run), 40 * 8)
 
 
 # --- across processes ---------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_two_processes_write_the_same_zsl_json_as_one(run_dir, tmp_path):
 # --- reproduce.py's finding 6 -------------------------------------------------------------------
 
 def test_finding_6_holds_when_the_excess_halves_and_fails_otherwise():
-    import reproduce
+    from experiments import reproduce
     holds = lambda rows: reproduce.judge_finding_6(rows)[2]  # noqa: E731
     row = lambda before, after: {"excess_before": before, "excess_after": after}  # noqa: E731
     assert holds([row(0.05, 0.008), row(0.04, 0.02)])

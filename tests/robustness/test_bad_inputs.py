@@ -13,14 +13,13 @@ import pytest
 import torch
 
 import bnsl
-import reproduce
+from experiments import reproduce
 import train
 import zsl
-import zsl_run
+from support import runfiles
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "data"))
-import prepare  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data import prepare
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +226,7 @@ def test_zsl_uses_no_t_d_from_an_unsupported_fit(tiny_run, tmp_path, capsys):
     write(f"{run}/log.csv", "step,loss\n" + "".join(f"{s},{5.5 * s ** -0.1}\n" for s in steps))
     fit = bnsl.fit_bnsl(*bnsl.prepare_curve(*bnsl.load_curve(run)))
     assert not fit["supported"] and fit["t_d"] is not None     # the fit has a d1, but no deceleration
-    assert zsl_run.deceleration_step(run) is None
+    assert runfiles.deceleration_step(run) is None
     assert zsl.main([run, "--no_progress", "--no_grad"]) == 0
     assert json.load(open(f"{run}/zsl.json"))["t_d"] is None
     assert "no supported deceleration" in capsys.readouterr().out
