@@ -71,6 +71,8 @@ import sys
 
 import numpy as np
 
+from support.cli import UsageError
+
 DEFAULT_SMOOTH = "lma"
 DEFAULT_SUBSAMPLE = "log"
 DEFAULT_TRANSIENT = 10
@@ -83,8 +85,7 @@ F_MIN = 1e-3              # smallest break width f we allow (f -> 0 is a sharp c
 MAX_SMOOTHED_STEPS = 1e7  # --smooth=lma fills in every step: at most this many
 
 
-class CurveError(ValueError):
-    """Bad input. The command line prints it as one line and exits with status 2."""
+CurveError = UsageError  # bad input: the command line prints it as one line and exits with status 2
 
 
 # ---------------------------------------------------------------- 1. reading a curve

@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from support.files import save_figure
+
 VARIANTS = (("train", "train, Δt=1", ":"), ("probe", "probe, Δt=1", "-"), ("interval", "probe, record→next", "--"))
 
 
@@ -52,10 +54,8 @@ def _mark_t_d(summary, colour, *axes):
 
 
 def _save(fig, path):
-    import matplotlib.pyplot as plt
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)  # written whole, then renamed: never half a figure
 
 
 def plot_loss_interference(summaries, path):
@@ -199,12 +199,6 @@ def write_figures(summaries, fig_dir, hist_step=None):
     for path in {loss, grad, hist, null, by_n_path} - set(written):
         if os.path.isfile(path):
             os.remove(path)
-    for path, plot in plots:   # drawn into a temporary file, then renamed: never half a figure
-        temporary = os.path.join(fig_dir, f".{os.path.basename(path)}.tmp{os.getpid()}.png")
-        try:
-            plot(temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+    for path, plot in plots:
+        plot(path)
     return written

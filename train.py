@@ -24,7 +24,7 @@ What lands in --out_dir (the run directory; bnsl.py and zsl.py read it):
 Steps count optimizer updates from 1. Every file is written atomically (to a temporary
 name, then renamed), so a crash or Ctrl-C never leaves a half-written file behind. One run per
 directory: a second train.py on it is refused (out_dir/.lock), --overwrite deletes the old run's
-files first, and --resume refuses data whose fingerprint differs from the run's (rundir.py).
+files first, and --resume refuses data whose fingerprint differs from the run's (support/rundir.py).
 """
 import csv
 import dataclasses
@@ -32,11 +32,10 @@ import io
 import json
 import math
 import os
-import re
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,9 +48,11 @@ import configurator
 from data import prepare
 from data.prepare import windows
 from model import GPT, GPTConfig
-from support.rundir import (ConfigError, check_out_dir, check_same_data, clear_old_run, drop_records_after,
-                    lock_run_dir, refuse_to_mix)
-
+from support.checks import check_config, check_data_sizes, pick_device
+from support.cli import UsageError, guarded, stop_signals
+from support.files import atomic_write, save_npz
+from support.rundir import (check_same_data, checkpoint_path, clear_old_run, drop_records_after, lock_run_dir,
+                            prepare_run_dir, refuse_to_mix)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,70 +99,14 @@ class TrainConfig:
     progress: bool = True             # tqdm progress bar
 
 
-# keys that may differ from the saved run when resuming (everything else must match)
-RESUMABLE_OVERRIDES = {"max_iters", "device", "compile", "progress", "resume", "out_dir", "overwrite"}
-CHOICES = {"lr_schedule": ("constant", "cosine", "linear")}
-
-
-# ConfigError (bad input, reported as one line without a traceback) comes from rundir.py.
-
-
 def parse_args(argv):
-    """Returns (config, the set of keys the user gave explicitly); configurator.py reads the flags."""
+    """Returns (config, the set of keys the user gave explicitly); configurator.py reads the flags and
+    support/checks.py checks them (UsageError: one line naming the flag)."""
     usage = f"{__doc__.strip().split(chr(10) * 2)[0]}\n\nusage: python train.py [CONFIG_FILE] [--key=value ...]"
     config, given = configurator.parse_flags(argv, TrainConfig(), usage)
     config.out_dir, config.dataset = os.path.expanduser(config.out_dir), os.path.expanduser(config.dataset)  # ~/runs
     check_config(config)
     return config, given
-
-
-def check_config(c):
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters", "n_probe"):
-        if getattr(c, key) < 1:
-            raise ConfigError(f"--{key} must be at least 1, got {getattr(c, key)}")
-    for key in ("warmup_iters", "record_per_octave", "ckpt_per_octave"):
-        if getattr(c, key) < 0:
-            raise ConfigError(f"--{key} must not be negative, got {getattr(c, key)}")
-    if c.n_embd % c.n_head:
-        raise ConfigError(f"--n_embd ({c.n_embd}) must be divisible by --n_head ({c.n_head})")
-    if not c.learning_rate > 0:
-        raise ConfigError(f"--learning_rate must be positive, got {c.learning_rate}")
-    if not 0.0 <= c.warmup_start <= 1.0:
-        raise ConfigError(f"--warmup_start is a fraction of the peak LR in [0, 1], got {c.warmup_start}")
-    if not 0.0 <= c.dropout < 1.0:
-        raise ConfigError(f"--dropout must be in [0, 1), got {c.dropout}")
-    for key, allowed in CHOICES.items():
-        if getattr(c, key) not in allowed:
-            raise ConfigError(f"--{key} must be one of {', '.join(allowed)}, got {getattr(c, key)!r}")
-    check_optimizer_and_system(c)
-
-
-def check_optimizer_and_system(c):
-    """The ranges torch would otherwise reject with a traceback, or accept and silently misuse."""
-    for field in dataclasses.fields(c):
-        if field.type is float and not math.isfinite(getattr(c, field.name)):
-            raise ConfigError(f"--{field.name} must be a finite number, got {getattr(c, field.name)}")
-    for key in ("beta1", "beta2"):
-        if not 0.0 <= getattr(c, key) < 1.0:
-            raise ConfigError(f"--{key} must be in [0, 1), got {getattr(c, key)} (AdamW's default: 0.9, 0.95)")
-    if not c.adam_eps > 0:
-        raise ConfigError(f"--adam_eps must be positive, got {c.adam_eps} (the paper's: 1e-5)")
-    for key in ("weight_decay", "grad_clip"):
-        if getattr(c, key) < 0:
-            raise ConfigError(f"--{key} must not be negative, got {getattr(c, key)} (0 turns it off)")
-    if not 0.0 <= c.min_lr <= c.learning_rate:
-        # below 0 the decay would end in gradient ascent; above the peak it would be a warm-up, not a decay
-        raise ConfigError(f"--min_lr must be between 0 and --learning_rate ({c.learning_rate}), got {c.min_lr}")
-    if not 0 <= c.seed < 2 ** 63:
-        raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {c.seed}")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c.device):
-        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {c.device!r}")
-    for key in ("out_dir", "dataset"):
-        if not getattr(c, key).strip():
-            raise ConfigError(f"--{key} must not be empty; give a directory name such as --{key}="
-                              f"{getattr(TrainConfig, key)}")
-    if c.resume and c.overwrite:
-        raise ConfigError("--resume continues the run in out_dir and --overwrite deletes it; give only one")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,14 +135,7 @@ def log_spaced_steps(max_iters, per_octave):
 
 
 # ----------------------------------------------------------------------------------------------
-# Atomic files: write to a temporary name in the same directory, then rename over the target.
-
-def atomic_write(path, write):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
-
+# The log: one CSV row per step, rewritten whole (support/files.py: written whole or not at all).
 
 def write_log(path, rows):
     def write(f):
@@ -207,33 +145,21 @@ def write_log(path, rows):
     atomic_write(path, write)
 
 
-def save_npz(path, **arrays):
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
 # ----------------------------------------------------------------------------------------------
 # Data: random windows of the training split; a fixed probe and update batch from validation.
 
 def load_data(c, is_master):
+    """(train tokens, val tokens, metadata with the data's fingerprint) of dataset c.dataset."""
     data_dir = prepare.dataset_dir(c.dataset)
-    if is_master:  # "stdlib" and "stdlib_bpeN" are built on first use
-        try:
-            prepare.build_named_if_missing(c.dataset, data_dir)
-        except prepare.DataError as e:
-            raise ConfigError(str(e))
-    if dist.is_initialized():
-        dist.barrier()  # the other processes wait until the data exists
     try:
+        if is_master:  # "stdlib" and "stdlib_bpeN" are built on first use
+            prepare.build_named_if_missing(c.dataset, data_dir)
+        if dist.is_initialized():
+            dist.barrier()  # the other processes wait until the data exists
         train, val, meta = prepare.load_dataset(data_dir)
     except prepare.DataError as e:
-        raise ConfigError(str(e))
-    for name, split in (("train", train), ("val", val)):
-        if len(split) < c.block_size + 2:
-            raise ConfigError(f"the {name} split of {data_dir} has {len(split)} tokens, too few for one sequence "
-                              f"of --block_size={c.block_size}; use more text or a smaller --block_size")
-    if len(val) - c.block_size < c.n_probe + c.batch_size:  # else the probe and the update batch repeat windows
-        raise ConfigError(f"the val split of {data_dir} has {len(val)} tokens, too few for --n_probe + --batch_size "
-                          f"= {c.n_probe + c.batch_size} distinct held-out windows; use more text or smaller values")
+        raise UsageError(str(e))
+    check_data_sizes(c, train, val, data_dir)
     return train, val, dict(meta, fingerprint=prepare.fingerprint(data_dir))
 
 
@@ -257,53 +183,7 @@ def per_token_losses(model, x, y, device, autocast):
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints
-
-def checkpoint_path(out_dir, step):
-    return os.path.join(out_dir, "checkpoints", f"step_{step:06d}.pt")
-
-
-def checkpoint_steps(out_dir):
-    """Steps of out_dir's checkpoints, ascending by number (not by name: step_1000000 sorts after
-    step_999999). Only names checkpoint_path writes count; a stray step_best.pt or a copy is ignored."""
-    folder = os.path.join(out_dir, "checkpoints")
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    steps = [int(name[5:-3]) for name in names if re.fullmatch(r"step_\d+\.pt", name)]
-    return sorted(s for s in set(steps) if os.path.isfile(checkpoint_path(out_dir, s)))  # step_64.pt: not ours
-
-
-def latest_checkpoint(out_dir):
-    """Path of the checkpoint with the highest step, or None."""
-    steps = checkpoint_steps(out_dir)
-    return checkpoint_path(out_dir, steps[-1]) if steps else None
-
-
-CHECKPOINT_KEYS = ("model", "optimizer", "step", "lr", "train_config", "model_config", "torch_rng", "data_rng",
-                   "log_rows", "elapsed")
-
-
-def load_newest_checkpoint(out_dir):
-    """The newest checkpoint that loads. A damaged one (truncated, empty, from elsewhere) is reported and
-    left in place for the user to inspect, and the one before it is used."""
-    steps = checkpoint_steps(out_dir)
-    if not steps:
-        raise ConfigError(f"nothing to resume: no checkpoint in {os.path.join(out_dir, 'checkpoints')!r}; "
-                          f"start afresh with --overwrite")
-    for step in reversed(steps):
-        path = checkpoint_path(out_dir, step)
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            whole = isinstance(ckpt, dict) and all(k in ckpt for k in CHECKPOINT_KEYS) and ckpt["step"] == step
-            problem = None if whole else "not a train.py checkpoint of that step"
-        except Exception as e:  # truncated, empty, not a torch file, ...
-            problem = f"{type(e).__name__}: {str(e)[:60] or 'unreadable'}"  # e.g. a truncated zip archive
-        if problem is None:
-            return ckpt
-        print(f"warning: {path} is damaged ({problem}); left in place, trying the checkpoint before it",
-              file=sys.stderr)
-    raise ConfigError(f"no readable checkpoint in {os.path.join(out_dir, 'checkpoints')!r} (all {len(steps)} are "
-                      f"damaged); start afresh with --overwrite")
-
+# Checkpoints: everything an exact resume needs (support/rundir.py finds and loads them)
 
 def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng_states, log_rows, elapsed,
                     data_fingerprint=None):
@@ -326,97 +206,73 @@ def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng_stat
 
 
 # ----------------------------------------------------------------------------------------------
-# The run
-
-def pick_device(name):
-    if name != "auto":
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"--device={name} but CUDA is not available; use --device=cpu or auto")
-        if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
-            raise ConfigError(f"--device={name} but there are {torch.cuda.device_count()} CUDA devices; "
-                              f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-        if name == "mps" and not torch.backends.mps.is_available():
-            raise ConfigError("--device=mps but MPS is not available; use --device=cpu or auto")
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    return "mps" if torch.backends.mps.is_available() else "cpu"
-
-
-# ----------------------------------------------------------------------------------------------
-# The run directory: one run per directory, one writer at a time, nothing of an old run left behind
-# (rundir.py: the lock, the run's files, --overwrite, the checks on resume). Here: what --resume restores.
-
-def prepare_run_dir(c, given):
-    """Check out_dir against --resume / --overwrite (writing nothing); on resume, the saved flags come back."""
-    check_out_dir(c.out_dir)
-    if not c.resume:
-        refuse_to_mix(c)
-        return c, None
-    ckpt = load_newest_checkpoint(c.out_dir)
-    try:
-        saved = TrainConfig(**ckpt["train_config"])
-    except TypeError as e:
-        raise ConfigError(f"the checkpoint of step {ckpt['step']} was written by another version of train.py "
-                          f"({e}); resume it with that version or start afresh with --overwrite")
-    for key in given - RESUMABLE_OVERRIDES:
-        if getattr(c, key) != getattr(saved, key):
-            raise ConfigError(f"cannot change --{key} when resuming (the run used {getattr(saved, key)!r})")
-    for key in given & RESUMABLE_OVERRIDES:
-        setattr(saved, key, getattr(c, key))
-    saved.out_dir = c.out_dir  # the directory the checkpoint came from, even if the run was moved
-    saved.resume, saved.overwrite = True, False  # (the run may have been started with --overwrite)
-    if saved.max_iters < ckpt["step"]:
-        raise ConfigError(f"--max_iters={saved.max_iters} is below the checkpoint's step {ckpt['step']}")
-    planned = ckpt["train_config"]["max_iters"]
-    if saved.max_iters != planned and saved.lr_schedule != "constant":
-        # a decay is laid out over max_iters: another max_iters would change the LR of every remaining step
-        # (raising it would restart a finished decay from high up), so a decayed run cannot be extended
-        raise ConfigError(f"cannot change --max_iters when resuming a --lr_schedule={saved.lr_schedule} run: its "
-                          f"decay is laid out over max_iters={planned}; train a new run with the new --max_iters")
-    check_config(saved)
-    return saved, ckpt
-
+# The run: processes, model and optimizer, the run directory, then the loop
 
 def train(c, given=frozenset()):
     """Train (or resume) one run in c.out_dir. Returns 0 when it reached max_iters, or the signal (SIGINT:
     Ctrl-C; SIGTERM: what a cluster scheduler sends) that stopped it after the current step was saved."""
-    stop_requested = []  # signals received; the loop stops after the current step (a second one aborts at once)
-
-    def on_signal(signum, frame):
-        if stop_requested:
-            raise KeyboardInterrupt
-        stop_requested.append(signum)
-
-    previous_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    held_locks = []  # the run directory's lock, once taken; released however the run ends
-    try:
-        run(c, given, stop_requested, held_locks)
-    finally:
-        for lock in held_locks:
-            lock.close()
-        for s, handler in previous_handlers.items():
-            signal.signal(s, handler)
+    with stop_signals() as stop_requested, ExitStack() as locks:  # the lock is released however the run ends
+        run(c, given, stop_requested, locks)
     return stop_requested[0] if stop_requested else 0
 
 
-def run(c, given, stop_requested, held_locks):
-    """train()'s body: every check first, then the run directory, then the loop."""
-    if int(os.environ.get("RANK", 0)) == 0 and os.path.isdir(c.out_dir):
-        held_locks.append(lock_run_dir(c.out_dir))  # before reading the run: no other writer changes it now
-    c, ckpt = prepare_run_dir(c, given)
-
-    # -- processes: one, or several under torchrun (DDP) ----------------------------------------
-    ddp = int(os.environ.get("RANK", -1)) != -1
-    rank, world = 0, 1
+def start_processes(c):
+    """(ddp, rank, world size, device): one process, or several under torchrun (DDP; nccl on GPUs,
+    gloo on CPUs), each with its own GPU."""
     device = pick_device(c.device)
-    if ddp:
-        use_nccl = device.startswith("cuda")
-        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if use_nccl:
-            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-            torch.cuda.set_device(device)
+    if int(os.environ.get("RANK", -1)) == -1:
+        return False, 0, 1, device
+    use_nccl = device.startswith("cuda")
+    dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    if use_nccl:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        torch.cuda.set_device(device)
+    return True, dist.get_rank(), dist.get_world_size(), device
+
+
+def restore(ckpt, model, optimizer, data_rng, c, rank, world, device_type):
+    """Load a checkpoint's weights, optimizer moments and random-number states, so that the resumed run
+    takes exactly the steps the uninterrupted one would have. Returns (log rows, elapsed s, next step)."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    saved_states = ckpt.get("data_rng_all", [ckpt["data_rng"]])
+    if rank < len(saved_states):
+        data_rng.set_state(saved_states[rank])
+    else:  # a process the run did not have: a fresh stream, not a replay of the first steps' batches
+        data_rng.manual_seed(c.seed + 1_000_003 * ckpt["step"] + rank)
+    if world != len(saved_states) and rank == 0:
+        print(f"warning: resuming with {world} processes where the run had {len(saved_states)}: "
+              f"the batches from here on differ from an uninterrupted run", file=sys.stderr)
+    torch.set_rng_state(ckpt["torch_rng"])
+    if device_type == "cuda" and ckpt["cuda_rng"]:
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+    return ckpt["log_rows"], ckpt["elapsed"], ckpt["step"] + 1
+
+
+def write_run_start(c, ckpt, log_rows, info, heldout):
+    """The run directory at the start: the old run's files gone (--overwrite) or the abandoned records past
+    the checkpoint (resume), then config.json and probe.npz. Only process 0 calls this."""
+    if ckpt is None:
+        clear_old_run(c.out_dir)  # --overwrite (refuse_to_mix let it through)
+    else:
+        drop_records_after(c.out_dir, ckpt["step"])
+        write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
+    os.makedirs(os.path.join(c.out_dir, "records"), exist_ok=True)
+    os.makedirs(os.path.join(c.out_dir, "checkpoints"), exist_ok=True)
+    atomic_write(os.path.join(c.out_dir, "config.json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
+    if ckpt is None or not os.path.isfile(os.path.join(c.out_dir, "probe.npz")):  # same data: same probe
+        probe_x, probe_y, update_x, update_y = heldout
+        save_npz(os.path.join(c.out_dir, "probe.npz"), x=probe_x.numpy(), y=probe_y.numpy(),
+                 update_x=update_x.numpy(), update_y=update_y.numpy())
+
+
+def run(c, given, stop_requested, locks):
+    """train()'s body: every check first, then the run directory, then the loop."""
+    locked = int(os.environ.get("RANK", 0)) == 0 and os.path.isdir(c.out_dir)
+    if locked:
+        locks.enter_context(lock_run_dir(c.out_dir))  # before reading the run: no other writer changes it now
+    c, ckpt = prepare_run_dir(c, given)
+    ddp, rank, world, device = start_processes(c)
     is_master = rank == 0
     device_type = "cuda" if device.startswith("cuda") else device
     # bf16 autocast on CUDA only; fp32 elsewhere
@@ -433,20 +289,7 @@ def run(c, given, stop_requested, held_locks):
     log_rows, elapsed, start_step = [], 0.0, 1
     if ckpt is not None:
         check_same_data(ckpt, data_meta, model_config, c)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        saved_states = ckpt.get("data_rng_all", [ckpt["data_rng"]])
-        if rank < len(saved_states):
-            data_rng.set_state(saved_states[rank])
-        else:  # a process the run did not have: a fresh stream, not a replay of the first steps' batches
-            data_rng.manual_seed(c.seed + 1_000_003 * ckpt["step"] + rank)
-        if world != len(saved_states) and is_master:
-            print(f"warning: resuming with {world} processes where the run had {len(saved_states)}: "
-                  f"the batches from here on differ from an uninterrupted run", file=sys.stderr)
-        torch.set_rng_state(ckpt["torch_rng"])
-        if device_type == "cuda" and ckpt["cuda_rng"]:
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-        log_rows, elapsed, start_step = ckpt["log_rows"], ckpt["elapsed"], ckpt["step"] + 1
+        log_rows, elapsed, start_step = restore(ckpt, model, optimizer, data_rng, c, rank, world, device_type)
     raw_model = model
     if c.compile:
         model = torch.compile(model)
@@ -459,34 +302,22 @@ def run(c, given, stop_requested, held_locks):
     ckpt_steps = log_spaced_steps(c.max_iters, c.ckpt_per_octave)
     log_path = os.path.join(c.out_dir, "log.csv")
     if is_master:  # every check has passed: only now is anything written
-        if not held_locks:  # a new out_dir: created here
-            held_locks.append(lock_run_dir(c.out_dir))
+        if not locked:  # a new out_dir: created here
+            locks.enter_context(lock_run_dir(c.out_dir))
             refuse_to_mix(c)  # another process may have started a run in it meanwhile
-        if ckpt is None:
-            clear_old_run(c.out_dir)  # --overwrite (refuse_to_mix let it through)
-        else:
-            drop_records_after(c.out_dir, ckpt["step"])
-            write_log(log_path, log_rows)
-        os.makedirs(os.path.join(c.out_dir, "records"), exist_ok=True)
-        os.makedirs(os.path.join(c.out_dir, "checkpoints"), exist_ok=True)
         info = {"train": dataclasses.asdict(c), "model": dataclasses.asdict(model_config), "data": data_meta,
                 "data_fingerprint": data_meta["fingerprint"], "world_size": world, "device": device,
                 "non_embedding_params": raw_model.num_params()}
-        atomic_write(os.path.join(c.out_dir, "config.json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
-        if ckpt is None or not os.path.isfile(os.path.join(c.out_dir, "probe.npz")):  # same data: same probe
-            save_npz(os.path.join(c.out_dir, "probe.npz"), x=probe_x.numpy(), y=probe_y.numpy(),
-                     update_x=update_x.numpy(), update_y=update_y.numpy())
+        write_run_start(c, ckpt, log_rows, info, (probe_x, probe_y, update_x, update_y))
     tokens_per_step = c.batch_size * c.grad_accum * c.block_size * world
 
-    def save(step, data_rng_states):
-        save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
-                        data_rng_states, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
-        write_log(log_path, log_rows)
+    def losses_on(x, y):  # [B, T] per-token losses of the current weights, in eval mode
+        return per_token_losses(raw_model, x, y, device, autocast)
 
     # -- the loop: one optimizer update per step --------------------------------------------------
     bar = tqdm(range(start_step, c.max_iters + 1), initial=start_step - 1, total=c.max_iters,
                disable=not (is_master and c.progress), unit="step", dynamic_ncols=True, mininterval=0.5)
-    last_flush = time.time()
+    last_flush, stop = time.time(), False
     for step in bar:
         t0 = time.perf_counter()
         lr = lr_at(step, c)
@@ -496,11 +327,10 @@ def run(c, given, stop_requested, held_locks):
                                                        generator=data_rng).numpy(), c.block_size)
                    for _ in range(c.grad_accum)]
         recording = is_master and step in record_steps
-        if recording:
-            probe_before = per_token_losses(raw_model, probe_x, probe_y, device, autocast)
+        if recording:  # the per-token losses just before the update (with dropout: measured in eval mode)
             train_x, train_y = torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-            if c.dropout > 0:  # with dropout the training forward is noisy: measure "before" in eval mode
-                train_before = per_token_losses(raw_model, train_x, train_y, device, autocast)
+            probe_before = losses_on(probe_x, probe_y)
+            train_before = losses_on(train_x, train_y) if c.dropout > 0 else None
 
         # forward/backward over the micro-batches, keeping the per-token losses of the training forward
         batch_losses = []
@@ -517,75 +347,84 @@ def run(c, given, stop_requested, held_locks):
         optimizer.zero_grad(set_to_none=True)
 
         batch_losses = torch.cat(batch_losses)
-        # the step's training loss (mean over all processes) and whether any process was interrupted
-        status = torch.tensor([batch_losses.mean().item(), float(bool(stop_requested))], device=device)
-        if ddp:
-            dist.all_reduce(status)
-        loss, stop = status[0].item() / world, status[1].item() > 0
+        loss, stop = step_status(batch_losses, stop_requested, ddp, world, device)  # mean over processes
         elapsed += time.perf_counter() - t0
         tokens = (log_rows[-1][3] if log_rows else 0) + tokens_per_step  # cumulative, whatever the world size was
-        if not math.isfinite(loss):  # diverged: the log up to this step shows the blow-up
-            if is_master:
-                log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", tokens, f"{elapsed:.3f}"))
-                write_log(log_path, log_rows)
-            raise ConfigError(f"the loss became {loss} at step {step} (log.csv holds every step up to it); "
-                              f"start afresh with a smaller --learning_rate and --overwrite")
-
-        if recording:
-            if c.dropout == 0:  # the training forward's own per-token losses are the "before" losses
-                train_before = batch_losses.float().cpu().numpy()
-            save_npz(os.path.join(c.out_dir, "records", f"step_{step:06d}.npz"),
-                     train_x=train_x.numpy(), train_y=train_y.numpy(), train_before=train_before,
-                     train_after=per_token_losses(raw_model, train_x, train_y, device, autocast),
-                     probe_before=probe_before,
-                     probe_after=per_token_losses(raw_model, probe_x, probe_y, device, autocast),
-                     step=np.int64(step), lr=np.float64(lr))
-        if step in ckpt_steps or stop:  # every process's position in its batches (all of them take part)
-            data_rng_states = [data_rng.get_state()] * world
-            if ddp:
-                dist.all_gather_object(data_rng_states, data_rng.get_state())
+        row = (step, f"{loss:.6f}", f"{lr:.6g}", tokens, f"{elapsed:.3f}")
+        if not math.isfinite(loss):
+            stop_diverged(c, step, loss, log_rows + [row], is_master)
+        if recording:  # without dropout, the training forward's own per-token losses are the "before" losses
+            save_npz(os.path.join(c.out_dir, "records", f"step_{step:06d}.npz"), train_x=train_x.numpy(),
+                     train_y=train_y.numpy(), probe_before=probe_before, probe_after=losses_on(probe_x, probe_y),
+                     train_before=batch_losses.float().cpu().numpy() if train_before is None else train_before,
+                     train_after=losses_on(train_x, train_y), step=np.int64(step), lr=np.float64(lr))
+        checkpointing = step in ckpt_steps or stop
+        data_rng_states = gather_rng_states(data_rng, ddp, world) if checkpointing else None  # (all processes)
         if is_master:
-            log_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", tokens, f"{elapsed:.3f}"))
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - t0):,.0f}", refresh=False)
-            if step in ckpt_steps or stop:
-                save(step, data_rng_states)
-            elif time.time() - last_flush > 2.0:  # keep log.csv fresh for a run in progress
+            log_rows.append(row)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - t0):,.0f}",
+                            refresh=False)
+            if checkpointing:
+                save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
+                                data_rng_states, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
+            if checkpointing or time.time() - last_flush > 2.0:  # keep log.csv fresh for a run in progress
                 write_log(log_path, log_rows)
                 last_flush = time.time()
         if stop:
-            bar.close()
-            if is_master:
-                cause = signal.Signals(stop_requested[0]).name if stop_requested else "another process stopped"
-                print(f"interrupted ({cause}): saved step {step} to {checkpoint_path(c.out_dir, step)}; "
-                      f"continue with: python train.py --out_dir={c.out_dir} --resume", file=sys.stderr)
             break
     bar.close()
-    if is_master and not stop_requested:
-        write_log(log_path, log_rows)
-        print(f"done: {len(log_rows)} steps, final loss {float(log_rows[-1][1]):.4f}, "
-              f"{elapsed:.1f} s of training; run directory: {c.out_dir}")
+    if is_master:
+        report_end(c, log_rows, elapsed, stop_requested, stopped=stop)
     if ddp:
         dist.destroy_process_group()
 
 
+def step_status(batch_losses, stop_requested, ddp, world, device):
+    """(the step's training loss averaged over all processes, whether any process was asked to stop)."""
+    status = torch.tensor([batch_losses.mean().item(), float(bool(stop_requested))], device=device)
+    if ddp:
+        dist.all_reduce(status)
+    return status[0].item() / world, status[1].item() > 0
+
+
+def gather_rng_states(data_rng, ddp, world):
+    """Every process's position in its stream of random batches, by rank (all processes take part)."""
+    states = [data_rng.get_state()] * world
+    if ddp:
+        dist.all_gather_object(states, data_rng.get_state())
+    return states
+
+
+def stop_diverged(c, step, loss, log_rows, is_master):
+    """A nan or inf loss: log.csv keeps every step up to this one (it shows the blow-up), then stop."""
+    if is_master:
+        write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
+    raise UsageError(f"the loss became {loss} at step {step} (log.csv holds every step up to it); "
+                     f"start afresh with a smaller --learning_rate and --overwrite")
+
+
+def report_end(c, log_rows, elapsed, stop_requested, stopped):
+    """The last line: done, or where the interrupted run was saved and how to continue it."""
+    if stopped:
+        cause = signal.Signals(stop_requested[0]).name if stop_requested else "another process stopped"
+        step = log_rows[-1][0]
+        print(f"interrupted ({cause}): saved step {step} to {checkpoint_path(c.out_dir, step)}; "
+              f"continue with: python train.py --out_dir={c.out_dir} --resume", file=sys.stderr)
+    elif not stop_requested:
+        print(f"done: {len(log_rows)} steps, final loss {float(log_rows[-1][1]):.4f}, "
+              f"{elapsed:.1f} s of training; run directory: {c.out_dir}")
+
+
 def main(argv=None):
-    try:
+    """The command line: 0 when the run reached --max_iters, 130 or 143 after Ctrl-C or SIGTERM (the step
+    was saved), 2 and one line for bad input, a full disk or out of memory (support/cli.py)."""
+    def run_from_flags():
         config, given = parse_args(sys.argv[1:] if argv is None else argv)
         interrupted = train(config, given)
-    except ConfigError as e:
-        sys.exit(f"train.py: error: {e}")
-    except OSError as e:  # a full disk, a directory that vanished, ...: every file written so far is whole
-        sys.exit(f"train.py: error: {e.strerror or e} ({e.filename}); free space or fix the path and --resume")
-    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
-        if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
-            raise
-        sys.exit(f"train.py: error: out of memory ({str(e).strip().splitlines()[0][:300]}); use a smaller "
-                 f"--batch_size, --n_embd or --n_layer")
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the last checkpoint stays as it was)
-        sys.exit("train.py: aborted")
-    if interrupted:
-        sys.exit(128 + interrupted)  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
+        return 128 + interrupted if interrupted else 0  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
+    return guarded("train.py", run_from_flags, os_hint="free space or fix the path and --resume",
+                   memory_hint="use a smaller --batch_size, --n_embd or --n_layer")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,7 +9,7 @@ Zero-sum learning: how much of what one token gains, another token loses.
 Read top to bottom (design.md sections 2-4 and 6 define every quantity):
 
   1. interference of per-token loss changes, D(Δℓ)            -- from train.py's records
-  2. reading a run directory                                  -- runfiles.py: the files, which
+  2. reading a run directory                                  -- support/runfiles.py: the files, which
                                                                  checkpoints and probe tokens, t_d,
                                                                  zsl.json kept on a rerun, the checks
   3. per-token gradients g_ij = ∂ℓ_i/∂θ_j, exactly            -- token_grads.py: a plain reference
@@ -17,7 +17,7 @@ Read top to bottom (design.md sections 2-4 and 6 define every quantity):
   4. gradient interference D(∇θℓ), its random-sign null, D against N
   5. the update link: one AdamW step δ, predicted Δ̃ℓ_i = Σ_j g_ij δ_j
   6. a run measured over its checkpoints (several processes), before and after t_d; command line
-     (figures: zsl_plots.py, drawn from the summaries this file makes)
+     (figures: plots.py, drawn from the summaries this file makes)
 
 Python API (stable names, used by the report script):
     interference(delta) -> (D, M, abs_dL)
@@ -32,9 +32,9 @@ Python API (stable names, used by the report script):
     gradient_interference(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, ...) -> [dict]
     around_deceleration(summary, t_d), excess_around_deceleration(summary, t_d) -> before/after means
     analyse_run(run_dir, ...) -> summary dict (what zsl.json holds)
-    write_figures(summaries, fig_dir, hist_step=None) -> [png paths]   (from zsl_plots.py)
-  and in runfiles.py: load_config, record_paths, load_record, load_probe, checkpoint_paths,
-    load_checkpoint, probe_tokens_for, deceleration_step, write_json, ZSLError (the error type of both)
+    write_figures(summaries, fig_dir, hist_step=None) -> [png paths]   (from plots.py)
+  and in support/runfiles.py: load_config, record_paths, load_record, load_probe, checkpoint_paths,
+    load_checkpoint, probe_tokens_for, deceleration_step
 """
 import argparse
 import copy
@@ -52,10 +52,12 @@ from tqdm import tqdm
 from token_grads import (add_sums, default_subset_sizes, naive_per_token_grad_stats,  # noqa: F401 (API)
                          nested_subsets, per_token_grad_stats, sharded_grad_stats, sign_patterns)
 from plots import write_figures
-from support.runfiles import (ZSLError, check_run_dir, checkpoint_fingerprint, checkpoint_paths, deceleration,
-                     finite_record, json_safe, load_checkpoint, load_probe, load_record, merge_gradient_rows,
-                     nonfinite_record_steps, pick_checkpoints, previous_gradient_rows, probe_tokens_for,
-                     record_paths, step_of, step_rows, write_json)
+from support.cli import OneLineParser, UsageError, guarded
+from support.files import json_safe, write_json
+from support.runfiles import (check_run_dir, checkpoint_fingerprint, checkpoint_paths, deceleration,
+                              finite_record, load_checkpoint, load_probe, load_record, merge_gradient_rows,
+                              nonfinite_record_steps, pick_checkpoints, previous_gradient_rows, probe_tokens_for,
+                              record_paths, step_of, step_rows)
 
 EMBEDDING_PARAMS = ("wte.weight", "wpe.weight")  # wte is also the (tied) output head
 HIST_BINS = 100
@@ -107,7 +109,7 @@ def loss_interference(run_dir):
     records = [record for record in map(load_record, record_paths(run_dir)) if finite_record(record)]
     for rec, nxt in zip(records, records[1:]):
         if rec["probe_before"].shape != nxt["probe_before"].shape:
-            raise ZSLError(f"{run_dir}: the probe of step {int(rec['step'])} is {rec['probe_before'].shape}, "
+            raise UsageError(f"{run_dir}: the probe of step {int(rec['step'])} is {rec['probe_before'].shape}, "
                            f"that of step {int(nxt['step'])} {nxt['probe_before'].shape}: records of two "
                            "runs are mixed in one directory; re-run train.py into a fresh --out_dir")
     rows = []
@@ -459,11 +461,6 @@ def _steps_text(steps):
     return ", ".join(map(str, steps))
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"zsl.py: error: {message} (see python zsl.py --help)\n")
-
-
 def _subset_sizes(text):
     if text.strip().lower() == "none":
         return []
@@ -481,7 +478,7 @@ def start_processes(device):
     """(rank, world size, device) of this process; under torchrun, joins the process group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if device == "cuda" and not torch.cuda.is_available():
-        raise ZSLError("--device=cuda but torch sees no GPU; use --device=cpu")
+        raise UsageError("--device=cuda but torch sees no GPU; use --device=cpu")
     if world == 1:
         return 0, 1, device
     if device == "cuda":
@@ -534,23 +531,28 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """The command line; returns the exit status (support/cli.py). Under torchrun every process runs this;
+    process 0 writes and prints. zsl.json of the runs already finished is kept if a later one fails."""
+    return guarded("zsl.py", run_command, sys.argv[1:] if argv is None else argv)
+
+
+def run_command(argv):
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rank = 0
     try:
         rank, world, device = start_processes(args.device)
         fig_dir = None
         if len(args.run_dirs) > 1:
             fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
             if os.path.exists(fig_dir) and not os.path.isdir(fig_dir):
-                raise ZSLError(f"--fig_dir={fig_dir} is a file, not a directory; give a directory")
+                raise UsageError(f"--fig_dir={fig_dir} is a file, not a directory; give a directory")
         for run_dir in args.run_dirs:  # fail before any long computation
             check_run_dir(run_dir, need_probe=not args.no_grad, probe_tokens=args.probe_tokens,
                           update=not args.no_update, steps=args.steps,
                           max_checkpoints=args.max_checkpoints)
             if not os.access(run_dir, os.W_OK):
-                raise ZSLError(f"{run_dir}: cannot write zsl.json there (no permission); copy the run "
+                raise UsageError(f"{run_dir}: cannot write zsl.json there (no permission); copy the run "
                                "to a directory you can write to")
         summaries = []
         for run_dir in args.run_dirs:
@@ -590,24 +592,9 @@ def main(argv=None):
         if args.json and rank == 0:
             print(json.dumps(json_safe([{"run_dir": s["run_dir"], "t_d": s["t_d"], "steps": s["steps"]}
                                          for s in summaries]), indent=1))
-    except ZSLError as e:
-        if rank == 0:  # under torchrun every process meets the same error; one line is enough
-            print(f"zsl.py: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # the reader stopped early (e.g. `| head -1`); zsl.json is written
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except OSError as e:  # a full disk, a directory that cannot be created, ...
-        print(f"zsl.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # zsl.json of the runs already finished is kept; the rest is not written
-        print("zsl.py: interrupted", file=sys.stderr)
-        return 130
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-    return 0
 
 
 if __name__ == "__main__":

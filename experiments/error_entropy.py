@@ -61,6 +61,8 @@ import bnsl
 import zsl
 from data import prepare
 from support import runfiles
+from support.files import json_safe, write_json
+from support.cli import OneLineParser, UsageError, guarded
 
 DEFAULT_TOKENS = 65_536    # 1 024 windows of 64 tokens; the estimates depend on N (design.md 8)
 DEFAULT_CONTEXT = 64       # tokens per window, the default block_size
@@ -71,9 +73,6 @@ RANK_GROUPS = ((0, 0), (1, 1), (2, 3), (4, 7), (8, 15), (16, None))   # target r
 SAME_STEP = 2.0            # "within a factor 2 of the CE curve's t_d"
 CONCENTRATED = 0.8         # "more than 80 % of sum |delta l|"
 
-
-class EntropyError(ValueError):
-    """Bad input the user can fix; the command line prints it as one line."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,19 +96,19 @@ class RankBuckets:
         """Adds a batch (logits [..., V], targets [...]); returns its per-token (losses, ranks)."""
         logits, targets = torch.as_tensor(logits), torch.as_tensor(targets)
         if logits.dim() < 1 or logits.shape[:-1] != targets.shape:
-            raise EntropyError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not "
+            raise UsageError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not "
                                "match: logits must be [..., V] with targets [...] (the same leading shape)")
         if logits.shape[-1] != self.vocab_size:
-            raise EntropyError(f"logits have {logits.shape[-1]} classes, expected {self.vocab_size}")
+            raise UsageError(f"logits have {logits.shape[-1]} classes, expected {self.vocab_size}")
         if targets.dtype.is_floating_point or targets.dtype == torch.bool:
-            raise EntropyError(f"targets must be integer class ids, got {targets.dtype}")
+            raise UsageError(f"targets must be integer class ids, got {targets.dtype}")
         targets = targets.reshape(-1).long()
         if targets.numel() and (targets.min() < 0 or targets.max() >= self.vocab_size):
-            raise EntropyError(f"targets must lie in 0..{self.vocab_size - 1}, found "
+            raise UsageError(f"targets must lie in 0..{self.vocab_size - 1}, found "
                                f"{int(targets.min())}..{int(targets.max())}")
         log_s = torch.log_softmax(logits.detach().reshape(-1, self.vocab_size).double(), dim=-1)
         if not torch.isfinite(log_s).all():
-            raise EntropyError("the logits hold nan or inf values; a diverged model cannot be decomposed")
+            raise UsageError("the logits hold nan or inf values; a diverged model cannot be decomposed")
         log_s_target = log_s.gather(1, targets[:, None])[:, 0]            # log s_{y_i}
         ranks = (log_s > log_s_target[:, None]).sum(1)                    # e_i = #{v : s_v > s_{y_i}}
         self.counts += torch.bincount(ranks, minlength=self.vocab_size).numpy()
@@ -121,7 +120,7 @@ class RankBuckets:
         """The terms, in nats, and the bucket arrays (length V; log_Q is nan for empty buckets)."""
         n_tokens = int(self.counts.sum())
         if n_tokens == 0:
-            raise EntropyError("no tokens were added; give at least one token")
+            raise UsageError("no tokens were added; give at least one token")
         filled = self.counts > 0
         p = self.counts / n_tokens                                        # p_e
         log_Q = np.full(self.vocab_size, np.nan)
@@ -148,7 +147,7 @@ def decompose(logits, targets):
     """
     logits = torch.as_tensor(logits)
     if logits.dim() < 1:
-        raise EntropyError("logits must have a class dimension: [..., V]")
+        raise UsageError("logits must have a class dimension: [..., V]")
     buckets = RankBuckets(logits.shape[-1])
     buckets.add(logits, targets)
     return buckets.result()
@@ -170,11 +169,11 @@ def evaluation_set(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT):
     try:
         _, val, meta = prepare.load_dataset(data_dir)
     except prepare.DataError as e:
-        raise EntropyError(f"{run_dir}: {e}") from None
+        raise UsageError(f"{run_dir}: {e}") from None
     n_windows = math.ceil(n_tokens / context)
     spacing = (len(val) - context - 1) / max(n_windows - 1, 1)
     if spacing < context:
-        raise EntropyError(f"the validation split of {data_dir} has {len(val):,} tokens, too few for "
+        raise UsageError(f"the validation split of {data_dir} has {len(val):,} tokens, too few for "
                            f"{n_windows} separate windows of {context}; use a smaller --tokens")
     starts = np.linspace(0, len(val) - context - 1, n_windows).astype(np.int64)
     x, y = prepare.windows(val, starts, context)
@@ -193,7 +192,7 @@ def evaluate(model, x, y, batch_size=64):
     """decompose() of the model's predictions on (x, y), streamed batch by batch.
     Returns (terms, per-token losses [N], per-token target ranks [N])."""
     if x.shape[1] > model.config.block_size:
-        raise EntropyError(f"the evaluation windows have {x.shape[1]} tokens but the model's block_size is "
+        raise UsageError(f"the evaluation windows have {x.shape[1]} tokens but the model's block_size is "
                            f"{model.config.block_size}; use --context={model.config.block_size}")
     buckets = RankBuckets(model.config.vocab_size)
     losses, ranks = [], []
@@ -297,7 +296,7 @@ def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=N
     paths = runfiles.checkpoint_paths(run_dir)   # (load_config inside evaluation_set checks the directory)
     x, y, eval_set = evaluation_set(run_dir, n_tokens, context)
     if not paths:
-        raise EntropyError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
+        raise UsageError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
     if max_checkpoints and len(paths) > max_checkpoints:  # evenly spaced in log step, always the last
         keep = np.unique(np.round(np.linspace(0, len(paths) - 1, max_checkpoints)).astype(int))
         paths = [paths[k] for k in keep]
@@ -306,7 +305,7 @@ def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=N
                      leave=False, disable=not progress, file=sys.stderr):
         model, ckpt = runfiles.load_checkpoint(path)
         if model.config.vocab_size != eval_set["vocab_size"]:
-            raise EntropyError(f"{path}: the model has {model.config.vocab_size} classes but the dataset "
+            raise UsageError(f"{path}: the model has {model.config.vocab_size} classes but the dataset "
                                f"{eval_set['dataset']} has {eval_set['vocab_size']}")
         terms, losses, ranks = evaluate(model, x, y)
         last = int(np.flatnonzero(terms["counts"])[-1]) + 1   # keep the bucket arrays up to the last rank seen
@@ -370,7 +369,7 @@ def size_table(summaries):
     """The last checkpoint of each run, and a power law in model size per term over all runs."""
     fingerprints = {s["eval_set"]["sha1"] for s in summaries}
     if len(fingerprints) > 1:
-        raise EntropyError("the runs were evaluated on different token sets (different datasets or "
+        raise UsageError("the runs were evaluated on different token sets (different datasets or "
                            "--tokens/--context); compare runs of one dataset with the same flags")
     rows = [{"name": os.path.basename(s["run_dir"].rstrip("/")), "params": s["params"],
              **{k: s["checkpoints"][-1][k] for k in ("step", *TERMS, "EE_share")}} for s in summaries]
@@ -477,7 +476,7 @@ def report_section(run_dirs, fits, out_dir, names=None, n_tokens=DEFAULT_TOKENS,
     for run_dir, fit, name in zip(run_dirs, fits, names):
         t_d = fit.get("t_d") if fit.get("supported", True) else None  # an unsupported fit has no t_d
         summary = analyse_run(run_dir, n_tokens, context, t_d=t_d, progress=progress)
-        runfiles.write_json(os.path.join(run_dir, "error_entropy.json"), summary)
+        write_json(os.path.join(run_dir, "error_entropy.json"), summary)
         plot_run(summary, os.path.join(out_dir, f"error_entropy_{name}.png"))
         summaries.append(summary)
     rows, size_fits = size_table(summaries)
@@ -530,8 +529,9 @@ def headline(summary):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="error_entropy.py", description="Decompose the loss of every checkpoint: "
-                                "CE = EE + SA - log C (error-entropy, self-alignment, confidence).")
+    p = OneLineParser(prog="error_entropy.py", allow_abbrev=False,
+                      description="Decompose the loss of every checkpoint: "
+                                  "CE = EE + SA - log C (error-entropy, self-alignment, confidence).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py --out_dir(s)")
     p.add_argument("--tokens", type=int, default=DEFAULT_TOKENS,
                    help="size of the fixed evaluation set (default %(default)s; keep it fixed to compare)")
@@ -555,46 +555,44 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """The command line; returns the exit status (support/cli.py). The runs already finished keep their
+    error_entropy.json when a later one fails or is interrupted."""
+    return guarded("error_entropy.py", run_command, sys.argv[1:] if argv is None else argv)
+
+
+def run_command(argv):
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        for run_dir in args.run_dirs:   # fail before any long computation
-            runfiles.load_config(run_dir)
-            if not runfiles.checkpoint_paths(run_dir):
-                raise EntropyError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
-        summaries = []
-        for run_dir in args.run_dirs:
-            summary = analyse_run(run_dir, args.tokens, args.context, transient=args.transient,
-                                  max_checkpoints=args.max_checkpoints, progress=not args.no_progress)
-            runfiles.write_json(os.path.join(run_dir, "error_entropy.json"), summary)
-            plot_run(summary, os.path.join(run_dir, "error_entropy.png"))
-            summaries.append(summary)
-            if not args.json:
-                print(f"{run_dir}: {len(summary['checkpoints'])} checkpoints on {summary['eval_set']['n_tokens']:,} "
-                      f"tokens -> error_entropy.json, error_entropy.png\n  {headline(summary)}")
-        if len(summaries) > 1:
-            rows, fits = size_table(summaries)
-            fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
-            os.makedirs(fig_dir, exist_ok=True)
-            plot_sizes(summaries, rows, fits, os.path.join(fig_dir, "error_entropy_sizes.png"))
-            if not args.json:
-                print(f"across {len(rows)} runs (last checkpoints) -> {os.path.join(fig_dir, 'error_entropy_sizes.png')}")
-                for term in TERMS:
-                    fit = fits[term]
-                    print(f"  {TERM_LABELS[term]:22s} " + (f"~ N^{-fit['alpha']:.4f}, R^2 = {_number(fit['r2'])}"
-                                                          if "error" not in fit else fit["error"]))
-        if args.json:
-            print(json.dumps(runfiles.json_safe([{"run_dir": s["run_dir"], "checkpoints": [
-                {k: c[k] for k in ("step", "CE", "EE", "SA", "log_C", "neg_log_C", "EE_share")}
-                for c in s["checkpoints"]]} for s in summaries]), indent=1))
-    except (EntropyError, runfiles.ZSLError) as e:
-        print(f"error_entropy.py: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:   # the runs already finished keep their error_entropy.json
-        print("error_entropy.py: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    for run_dir in args.run_dirs:   # fail before any long computation
+        runfiles.load_config(run_dir)
+        if not runfiles.checkpoint_paths(run_dir):
+            raise UsageError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
+    summaries = []
+    for run_dir in args.run_dirs:
+        summary = analyse_run(run_dir, args.tokens, args.context, transient=args.transient,
+                              max_checkpoints=args.max_checkpoints, progress=not args.no_progress)
+        write_json(os.path.join(run_dir, "error_entropy.json"), summary)
+        plot_run(summary, os.path.join(run_dir, "error_entropy.png"))
+        summaries.append(summary)
+        if not args.json:
+            print(f"{run_dir}: {len(summary['checkpoints'])} checkpoints on {summary['eval_set']['n_tokens']:,} "
+                  f"tokens -> error_entropy.json, error_entropy.png\n  {headline(summary)}")
+    if len(summaries) > 1:
+        rows, fits = size_table(summaries)
+        fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
+        os.makedirs(fig_dir, exist_ok=True)
+        plot_sizes(summaries, rows, fits, os.path.join(fig_dir, "error_entropy_sizes.png"))
+        if not args.json:
+            print(f"across {len(rows)} runs (last checkpoints) -> {os.path.join(fig_dir, 'error_entropy_sizes.png')}")
+            for term in TERMS:
+                fit = fits[term]
+                print(f"  {TERM_LABELS[term]:22s} " + (f"~ N^{-fit['alpha']:.4f}, R^2 = {_number(fit['r2'])}"
+                                                      if "error" not in fit else fit["error"]))
+    if args.json:
+        print(json.dumps(json_safe([{"run_dir": s["run_dir"], "checkpoints": [
+            {k: c[k] for k in ("step", "CE", "EE", "SA", "log_C", "neg_log_C", "EE_share")}
+            for c in s["checkpoints"]]} for s in summaries]), indent=1))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ from experiments import timescale_plots
 import train
 import zsl
 from support import runfiles
+from support import checks, rundir
+from support.files import atomic_write, json_safe, write_json
+from support.cli import OneLineParser, UsageError, guarded
 from data import prepare
 
 # Defaults chosen by experiment (README, "Results"; design.md section 5): the standard-library text
@@ -75,14 +78,14 @@ def parse_sizes(text):
     for item in text.split(","):
         layers, _, width = item.strip().partition("x")
         if not (layers.isdigit() and width.isdigit() and int(layers) > 0 and int(width) > 0):
-            raise train.ConfigError(f"--sizes takes n_layer x n_embd pairs like 1x32,2x64; got {item!r}")
+            raise UsageError(f"--sizes takes n_layer x n_embd pairs like 1x32,2x64; got {item!r}")
         sizes.append((int(layers), int(width)))
     return sizes
 
 
 # flags that may differ between the run on disk and this command without changing the science:
 # those train.py lets a resume change, except the number of steps
-NOT_SCIENCE = train.RESUMABLE_OVERRIDES - {"max_iters"}
+NOT_SCIENCE = rundir.RESUMABLE_OVERRIDES - {"max_iters"}
 
 
 def size_config(run_dir, n_layer, n_embd, args):
@@ -92,21 +95,21 @@ def size_config(run_dir, n_layer, n_embd, args):
         block_size=args.block_size, batch_size=args.batch_size, max_iters=args.max_iters,
         learning_rate=learning_rate_for(n_embd, args), warmup_iters=args.warmup_iters, seed=args.seed,
         device=args.device)
-    train.check_config(config)
-    train.pick_device(args.device)
+    checks.check_config(config)
+    checks.pick_device(args.device)
     saved_path = os.path.join(run_dir, "config.json")
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise train.ConfigError(f"{run_dir} is a file, not a run directory; move it away or use another --out_dir")
-    if not os.path.isfile(saved_path) and (train.latest_checkpoint(run_dir) or record_files(run_dir)):
-        raise train.ConfigError(f"{run_dir} holds checkpoints or records but no config.json, so it cannot "
+        raise UsageError(f"{run_dir} is a file, not a run directory; move it away or use another --out_dir")
+    if not os.path.isfile(saved_path) and (rundir.latest_checkpoint(run_dir) or record_files(run_dir)):
+        raise UsageError(f"{run_dir} holds checkpoints or records but no config.json, so it cannot "
                                 "be checked or resumed; delete that directory to train this size afresh")
     if os.path.isfile(saved_path):  # a run from an earlier call: reuse it only if it is the same experiment
         saved = read_run_config(run_dir)["train"]
         for key, value in vars(config).items():
             if key not in NOT_SCIENCE and saved.get(key) != value:
-                raise train.ConfigError(f"{run_dir} was trained with {key}={saved.get(key)!r}, this command "
+                raise UsageError(f"{run_dir} was trained with {key}={saved.get(key)!r}, this command "
                                         f"asks for {value!r}; use another --out_dir or delete that run")
-        config.resume = train.latest_checkpoint(run_dir) is not None
+        config.resume = rundir.latest_checkpoint(run_dir) is not None
         config.overwrite = not config.resume  # a run that died before its first checkpoint starts afresh
     return config
 
@@ -117,7 +120,7 @@ def record_files(run_dir):
 
 
 def read_run_config(run_dir, need=("train",)):
-    """A size's config.json, or a one-line ConfigError that says how to start that size afresh."""
+    """A size's config.json, or a one-line UsageError that says how to start that size afresh."""
     path = os.path.join(run_dir, "config.json")
     try:
         with open(path, encoding="utf-8") as f:
@@ -126,7 +129,7 @@ def read_run_config(run_dir, need=("train",)):
         if missing or not isinstance(saved["train"], dict):
             raise ValueError(f"no {' or '.join(missing) or 'train section'}")
     except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, not UTF-8, not train.py's
-        raise train.ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); delete {run_dir} "
+        raise UsageError(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); delete {run_dir} "
                                 "to train this size afresh") from None
     return saved
 
@@ -134,27 +137,27 @@ def read_run_config(run_dir, need=("train",)):
 def check_flags(args, sizes):
     """Flags that train.check_config does not see, checked before the first size trains."""
     if not args.out_dir.strip():
-        raise train.ConfigError("--out_dir is empty; name a directory for the report, e.g. --out_dir=report")
+        raise UsageError("--out_dir is empty; name a directory for the report, e.g. --out_dir=report")
     for path in (args.out_dir, os.path.join(args.out_dir, "runs")):
         if os.path.exists(path) and not os.path.isdir(path):
-            raise train.ConfigError(f"--out_dir: {path} is a file, not a directory; use another --out_dir")
+            raise UsageError(f"--out_dir: {path} is a file, not a directory; use another --out_dir")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
-        raise train.ConfigError(f"--device={args.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+        raise UsageError(f"--device={args.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
     if len(set(sizes)) < len(sizes):
-        raise train.ConfigError(f"--sizes lists a size twice ({args.sizes}); give each size once")
+        raise UsageError(f"--sizes lists a size twice ({args.sizes}); give each size once")
     rough = [12 * n_layer * n_embd ** 2 for n_layer, n_embd in sizes]  # non-embedding parameters
     if any(a >= b for a, b in zip(rough, rough[1:])):
-        raise train.ConfigError(f"--sizes must go from the smallest model to the largest (about 12 "
+        raise UsageError(f"--sizes must go from the smallest model to the largest (about 12 "
                                 f"n_layer n_embd^2 parameters: {', '.join(map(str, rough))}); reorder them")
     probe = args.n_probe * args.block_size    # the probe: n_probe sequences of block_size
     if args.probe_tokens > probe or (args.probe_tokens > args.block_size and args.probe_tokens % args.block_size):
-        raise train.ConfigError(f"--probe_tokens={args.probe_tokens}: the probe holds {probe // args.block_size} "
+        raise UsageError(f"--probe_tokens={args.probe_tokens}: the probe holds {probe // args.block_size} "
                                 f"sequences of {args.block_size} tokens; use at most {args.block_size} or a "
                                 f"multiple of {args.block_size} up to {probe}")
     every_step = np.arange(1.0, args.max_iters + 1)
     fitted = every_step[bnsl.log_subsample_mask(every_step) & (every_step > max(args.transient or 0, 1))]
     if args.transient is not None and len(fitted) < bnsl.MIN_POINTS_PER_PARAM * 5:
-        raise train.ConfigError(f"--transient={args.transient} with --max_iters={args.max_iters} leaves "
+        raise UsageError(f"--transient={args.transient} with --max_iters={args.max_iters} leaves "
                                 f"{len(fitted)} points for the 1-break fit, which needs "
                                 f"{bnsl.MIN_POINTS_PER_PARAM * 5}; lower --transient or raise --max_iters")
 
@@ -220,7 +223,7 @@ def around_deceleration_octave(rows, t_d):
 
 def train_size(config):
     """Train one size, resume it, or reuse it if it is complete."""
-    if os.path.isfile(train.checkpoint_path(config.out_dir, config.max_iters)):
+    if os.path.isfile(rundir.checkpoint_path(config.out_dir, config.max_iters)):
         print(f"{config.out_dir}: complete, reused")
         return
     print(f"training {config.n_layer} layers x {config.n_embd} wide -> {config.out_dir}")
@@ -343,17 +346,19 @@ def write_report(out_dir, args, rows, verdicts, entropies, sections=()):
     for section in sections:  # the other lenses (timescale.py, ...), each a markdown section
         lines += [section.strip(), ""]
     text = "\n".join(lines)
-    train.atomic_write(os.path.join(out_dir, "report.md"), lambda f: f.write(text.encode()))
+    atomic_write(os.path.join(out_dir, "report.md"), lambda f: f.write(text.encode()))
     return text
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"reproduce.py: error: {message} (see python reproduce.py --help)\n")
-
-
 def main(argv=None):
-    parser = OneLineParser(description=__doc__.split("\n\n")[0].strip(), allow_abbrev=False,
+    """The command line; returns the exit status (support/cli.py). What is finished is kept: after an error
+    or Ctrl-C, the same command continues where it stopped."""
+    return guarded("reproduce.py", run_command, sys.argv[1:] if argv is None else argv,
+                   interrupt_hint="run the same command again to continue")
+
+
+def run_command(argv):
+    parser = OneLineParser(prog="reproduce.py", description=__doc__.split("\n\n")[0].strip(), allow_abbrev=False,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out_dir", default="report", help="where the report and the runs go")
     parser.add_argument("--sizes", default=DEFAULTS["sizes"], help="n_layer x n_embd, comma-separated, smallest first")
@@ -372,85 +377,77 @@ def main(argv=None):
                         help="held-out tokens of the error-entropy lens (the same for every checkpoint and size)")
     args = parser.parse_args(argv)
     args.out_dir = os.path.expanduser(args.out_dir)
-    try:
-        sizes = parse_sizes(args.sizes)
-        if len(sizes) < 2:
-            raise train.ConfigError("--sizes needs at least two sizes to compare")
-        if args.probe_tokens < 1:
-            raise train.ConfigError(f"--probe_tokens must be at least 1, got {args.probe_tokens}")
-        if args.ee_tokens < args.block_size:
-            raise train.ConfigError(f"--ee_tokens must be at least one sequence ({args.block_size}), got {args.ee_tokens}")
-        if args.transient is not None and args.transient < 0:
-            raise train.ConfigError(f"--transient must not be negative, got {args.transient}")
-        names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
-        configs = [size_config(os.path.join(args.out_dir, "runs", name), n_layer, n_embd, args)
-                   for name, (n_layer, n_embd) in zip(names, sizes)]
-        check_flags(args, sizes)
-        os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
-        rows, summaries, entropies = [], [], None
-        for name, config in zip(names, configs):
-            run_dir = config.out_dir
-            train_size(config)
-            if entropies is None:  # the dataset exists once the first size has trained
-                entropies = token_entropies(config.dataset if os.sep in config.dataset
-                                            else os.path.join(prepare.DATA_ROOT, config.dataset))
-            raw_steps, raw_losses = bnsl.load_curve(run_dir)
-            transient = (args.transient if args.transient is not None
-                         else fit_start_rule(raw_steps, raw_losses, entropies[0]))
-            if args.transient is None and transient + 1 > raw_steps[-1] / 2:
-                raise bnsl.CurveError(f"{name}: the fit-window rule starts the fit at step {transient + 1}, less than "
-                                      f"an octave before the run's end ({raw_steps[-1]:.0f}); train longer "
-                                      "(--max_iters) or give --transient=N")
-            steps, losses = bnsl.prepare_curve(raw_steps, raw_losses, transient=transient)
-            fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
-            print(f"{name}: analysing zero-sum learning ...")
-            summary = zsl.analyse_run(run_dir, probe_tokens=args.probe_tokens, progress=True)
-            # the fit above, with this report's transient; an unsupported fit has no t_d to use
-            t_d = fit["t_d"] if fit["supported"] else None
-            summary["t_d"], summary["t_d_note"] = t_d, fit["warning"]
-            runfiles.write_json(os.path.join(run_dir, "zsl.json"), summary)
-            params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
-            D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
-                                                              else (None,) * 4)
-            octaves = octave_interference(run_dir)
-            D_oct_before, D_oct_after = around_deceleration_octave(octaves, t_d) if t_d else (None, None)
-            excess = dict(zip(("excess_before", "excess_after", "excess_sign_before", "excess_sign_after"),
-                              zsl.excess_around_deceleration(summary, t_d) +
-                              zsl.excess_around_deceleration(summary, t_d, key="excess_sign")
-                              if t_d else (None,) * 4))
-            rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
-                                                 "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
-                                                 "b", "c0", "c1", "f1")},
-                         "t_d": t_d, "params": params, "fit_start": transient + 1, "D_before": D_before,
-                         "D_after": D_after, "D_oct_before": D_oct_before, "D_oct_after": D_oct_after,
-                         "octaves": octaves, "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess})
-            summaries.append({**summary, "run_dir": run_dir, "fit": fit})
+    sizes = parse_sizes(args.sizes)
+    if len(sizes) < 2:
+        raise UsageError("--sizes needs at least two sizes to compare")
+    if args.probe_tokens < 1:
+        raise UsageError(f"--probe_tokens must be at least 1, got {args.probe_tokens}")
+    if args.ee_tokens < args.block_size:
+        raise UsageError(f"--ee_tokens must be at least one sequence ({args.block_size}), got {args.ee_tokens}")
+    if args.transient is not None and args.transient < 0:
+        raise UsageError(f"--transient must not be negative, got {args.transient}")
+    names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
+    configs = [size_config(os.path.join(args.out_dir, "runs", name), n_layer, n_embd, args)
+               for name, (n_layer, n_embd) in zip(names, sizes)]
+    check_flags(args, sizes)
+    os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
+    rows, summaries, entropies = [], [], None
+    for name, config in zip(names, configs):
+        run_dir = config.out_dir
+        train_size(config)
+        if entropies is None:  # the dataset exists once the first size has trained
+            entropies = token_entropies(config.dataset if os.sep in config.dataset
+                                        else os.path.join(prepare.DATA_ROOT, config.dataset))
+        raw_steps, raw_losses = bnsl.load_curve(run_dir)
+        transient = (args.transient if args.transient is not None
+                     else fit_start_rule(raw_steps, raw_losses, entropies[0]))
+        if args.transient is None and transient + 1 > raw_steps[-1] / 2:
+            raise bnsl.CurveError(f"{name}: the fit-window rule starts the fit at step {transient + 1}, less than "
+                                  f"an octave before the run's end ({raw_steps[-1]:.0f}); train longer "
+                                  "(--max_iters) or give --transient=N")
+        steps, losses = bnsl.prepare_curve(raw_steps, raw_losses, transient=transient)
+        fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
+        print(f"{name}: analysing zero-sum learning ...")
+        summary = zsl.analyse_run(run_dir, probe_tokens=args.probe_tokens, progress=True)
+        # the fit above, with this report's transient; an unsupported fit has no t_d to use
+        t_d = fit["t_d"] if fit["supported"] else None
+        summary["t_d"], summary["t_d_note"] = t_d, fit["warning"]
+        write_json(os.path.join(run_dir, "zsl.json"), summary)
+        params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
+        D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
+                                                          else (None,) * 4)
+        octaves = octave_interference(run_dir)
+        D_oct_before, D_oct_after = around_deceleration_octave(octaves, t_d) if t_d else (None, None)
+        excess = dict(zip(("excess_before", "excess_after", "excess_sign_before", "excess_sign_after"),
+                          zsl.excess_around_deceleration(summary, t_d) +
+                          zsl.excess_around_deceleration(summary, t_d, key="excess_sign")
+                          if t_d else (None,) * 4))
+        rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
+                                             "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
+                                             "b", "c0", "c1", "f1")},
+                     "t_d": t_d, "params": params, "fit_start": transient + 1, "D_before": D_before,
+                     "D_after": D_after, "D_oct_before": D_oct_before, "D_oct_after": D_oct_after,
+                     "octaves": octaves, "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess})
+        summaries.append({**summary, "run_dir": run_dir, "fit": fit})
 
-        bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
-        plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
-        zsl.write_figures(summaries, args.out_dir)
-        # The other lenses on the same runs, each its own section of the report (and of summary.json)
-        run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
-        lens_texts, lens_numbers = {}, {}
-        lens_texts["timescale"], lens_numbers["timescale"] = timescale_plots.report_section(run_dirs, fits, args.out_dir)
-        lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
-            run_dirs, fits, args.out_dir, names=names, n_tokens=args.ee_tokens, context=args.block_size)
-        verdicts = judge(rows) + [judge_finding_6(rows)]
-        report = write_report(args.out_dir, args, rows, verdicts, entropies, sections=list(lens_texts.values()))
-        summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,
-                   "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
-                                for f, rule, holds, numbers in verdicts], **lens_numbers}
-        runfiles.write_json(os.path.join(args.out_dir, "summary.json"), summary)
-    except (train.ConfigError, bnsl.CurveError, runfiles.ZSLError, error_entropy.EntropyError) as e:
-        sys.exit(f"reproduce.py: error: {e}")
-    except OSError as e:  # a full disk, a directory that cannot be created, ...
-        sys.exit(f"reproduce.py: error: {e.filename or ''}: {e.strerror or e}; free space or fix the path")
-    except KeyboardInterrupt:  # like train.py: status 130; what is finished is kept
-        print("reproduce.py: interrupted; run the same command again to continue", file=sys.stderr)
-        sys.exit(130)
+    bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
+    plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
+    zsl.write_figures(summaries, args.out_dir)
+    # The other lenses on the same runs, each its own section of the report (and of summary.json)
+    run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
+    lens_texts, lens_numbers = {}, {}
+    lens_texts["timescale"], lens_numbers["timescale"] = timescale_plots.report_section(run_dirs, fits, args.out_dir)
+    lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
+        run_dirs, fits, args.out_dir, names=names, n_tokens=args.ee_tokens, context=args.block_size)
+    verdicts = judge(rows) + [judge_finding_6(rows)]
+    report = write_report(args.out_dir, args, rows, verdicts, entropies, sections=list(lens_texts.values()))
+    summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,
+               "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
+                            for f, rule, holds, numbers in verdicts], **lens_numbers}
+    write_json(os.path.join(args.out_dir, "summary.json"), summary)
     print("\n" + report.split("## Per size")[0].strip())
     print(f"\nreport: {os.path.join(args.out_dir, 'report.md')}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

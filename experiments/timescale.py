@@ -59,6 +59,7 @@ if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import fro
 
 import bnsl
 from support import runfiles
+from support.cli import OneLineParser, UsageError, guarded
 
 ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
 ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
@@ -69,9 +70,6 @@ PAPER_PYTHIA_ALPHA = {"70M": (0.341, 0.028), "410M": (0.367, 0.013), "2.8B": (0.
 TOY_DEFAULTS = dict(temperature=1e-3, lr=0.081, steps=2000, vocab=128, width=32, batch=1024, seed=0,
                     optimizer="adam", control_temperature=0.37)
 
-
-class TimeScaleError(bnsl.CurveError):
-    """Bad input. The command line prints it as one line and exits with status 2."""
 
 
 # ---------------------------------------------------------------- 1. dynamic time
@@ -153,13 +151,13 @@ def train_toy(temperature=TOY_DEFAULTS["temperature"], lr=TOY_DEFAULTS["lr"], st
     shape, all zeros. Returns arrays over n = 0 .. steps-1 updates done: tau (= n lr), the loss
     of the batch drawn after n updates (before update n+1) and the student's logit scale on it."""
     if optimizer not in ("adam", "sgd"):
-        raise TimeScaleError(f"optimizer {optimizer!r}: choose adam or sgd")
+        raise UsageError(f"optimizer {optimizer!r}: choose adam or sgd")
     for name, value in (("temperature", temperature), ("lr", lr)):
         if not (value > 0 and math.isfinite(value)):
-            raise TimeScaleError(f"--{name} must be a positive number, got {value}")
+            raise UsageError(f"--{name} must be a positive number, got {value}")
     for name, value in (("steps", steps), ("vocab", vocab), ("width", width), ("batch", batch)):
         if value < 2:
-            raise TimeScaleError(f"--{name} must be at least 2, got {value}")
+            raise UsageError(f"--{name} must be at least 2, got {value}")
     generator = torch.Generator().manual_seed(seed)
     bound = 1 / math.sqrt(width)
     teacher = (torch.rand(vocab, width, generator=generator) * 2 - 1) * bound   # U(-1/sqrt(d), 1/sqrt(d))
@@ -174,7 +172,7 @@ def train_toy(temperature=TOY_DEFAULTS["temperature"], lr=TOY_DEFAULTS["lr"], st
         student.grad = gradient                  # the optimizer steps on our hand-made gradient
         scales[n] = logit_scale(student_logits)
         if not math.isfinite(losses[n]):
-            raise TimeScaleError(f"the toy's loss became {losses[n]} at step {n}; try a smaller --lr")
+            raise UsageError(f"the toy's loss became {losses[n]} at step {n}; try a smaller --lr")
         opt.step()
     return {"tau": lr * np.arange(steps), "loss": losses, "logit_scale": scales,
             "settings": dict(temperature=temperature, lr=lr, steps=steps, vocab=vocab, width=width,
@@ -259,17 +257,17 @@ def fit_time_power_law(tau, loss):
     Returns alpha, c, L0 and their errors, the RSLE, and a warning when alpha is not pinned."""
     tau, loss = np.asarray(tau, dtype=float), np.asarray(loss, dtype=float)
     if tau.shape != loss.shape or tau.ndim != 1:
-        raise TimeScaleError(f"tau and loss must be 1-D arrays of one length, got {tau.shape} and {loss.shape}")
+        raise UsageError(f"tau and loss must be 1-D arrays of one length, got {tau.shape} and {loss.shape}")
     if len(tau) < 4:
-        raise TimeScaleError(f"{len(tau)} points in the fit window, but the fit has 3 parameters; "
+        raise UsageError(f"{len(tau)} points in the fit window, but the fit has 3 parameters; "
                              "give a longer curve (at least 4 points)")
     if not (np.all(np.isfinite(tau)) and np.all(np.isfinite(loss))):
-        raise TimeScaleError("tau and the losses must be finite numbers (found nan or inf); "
+        raise UsageError("tau and the losses must be finite numbers (found nan or inf); "
                              "a diverged run cannot be fitted")
     if np.any(loss <= 0):
-        raise TimeScaleError(f"losses must be positive to take their log (found {loss.min():g})")
+        raise UsageError(f"losses must be positive to take their log (found {loss.min():g})")
     if np.any(tau <= 0):
-        raise TimeScaleError(f"dynamic time must be positive (found tau = {tau.min():g}); drop the "
+        raise UsageError(f"dynamic time must be positive (found tau = {tau.min():g}); drop the "
                              "points before the first update or with a zero learning rate")
     log_loss, L0_max = np.log(loss), loss[-1]
     profile = lambda alpha: fit_for_alpha(alpha, tau, log_loss, L0_max)[2]
@@ -365,15 +363,15 @@ def load_log(run_dir):
     """(steps, losses, lrs) from a train.py run directory's log.csv (columns step, loss, lr)."""
     path = os.path.join(run_dir, "log.csv")
     if not os.path.isdir(run_dir):
-        raise TimeScaleError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+        raise UsageError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
     if not os.path.isfile(path):
-        raise TimeScaleError(f"{run_dir}: no log.csv; pass the --out_dir of a train.py run "
+        raise UsageError(f"{run_dir}: no log.csv; pass the --out_dir of a train.py run "
                              "(log.csv is written while it trains)")
     with open(path, newline="") as file:
         rows = list(csv.reader(file))
     header = [name.strip() for name in rows[0]] if rows else []
     if not {"step", "loss", "lr"} <= set(header):
-        raise TimeScaleError(f"{path}: the first row must name 'step', 'loss' and 'lr' columns")
+        raise UsageError(f"{path}: the first row must name 'step', 'loss' and 'lr' columns")
     columns = [header.index(name) for name in ("step", "loss", "lr")]
     values = []
     for line_number, row in enumerate(rows[1:], start=2):
@@ -382,14 +380,14 @@ def load_log(run_dir):
         try:
             values.append([float(row[column]) for column in columns])
         except (ValueError, IndexError):
-            raise TimeScaleError(f"{path}, line {line_number}: cannot read a step, a loss and an lr "
+            raise UsageError(f"{path}, line {line_number}: cannot read a step, a loss and an lr "
                                  f"from {','.join(row)!r}; fix or delete that line") from None
     steps, losses, lrs = np.array(values).reshape(-1, 3).T
     bnsl.check_curve(steps, losses, path)
     if not (np.all(np.isfinite(lrs)) and np.all(lrs >= 0)):
-        raise TimeScaleError(f"{path}: learning rates must be finite and >= 0")
+        raise UsageError(f"{path}: learning rates must be finite and >= 0")
     if np.any(steps != np.arange(1, len(steps) + 1)):
-        raise TimeScaleError(f"{path}: steps must run 1, 2, 3, ... with none missing, to sum the "
+        raise UsageError(f"{path}: steps must run 1, 2, 3, ... with none missing, to sum the "
                              "learning rates into tau; was the log cut or edited?")
     return steps, losses, lrs
 
@@ -498,12 +496,6 @@ def as_json(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        sys.stderr.write(f"timescale.py: error: {message} (see python timescale.py --help)\n")
-        sys.exit(2)
-
-
 def toy_main(argv):
     from experiments.timescale_plots import plot_toy   # (timescale_plots.py imports this file: only here, not at the top)
     parser = OneLineParser(prog="timescale.py toy", allow_abbrev=False,
@@ -524,16 +516,13 @@ def toy_main(argv):
     torch.set_num_threads(1)   # [1024 x 128] tensors: more threads only add synchronisation
     settings = {key: getattr(args, key) for key in ("temperature", "lr", "steps", "vocab", "width",
                                                      "batch", "seed", "optimizer")}
-    try:
-        toy = train_toy(**settings, progress=True)
-        fit = fit_toy(toy)
-        control = None
-        if args.control_temperature:
-            control = train_toy(**{**settings, "temperature": args.control_temperature}, progress=True)
-        if args.plot != "none":
-            plot_toy(toy, fit, control, args.plot)
-    except (TimeScaleError, OSError) as error:
-        parser.exit(2, f"timescale.py: error: {error}\n")
+    toy = train_toy(**settings, progress=True)
+    fit = fit_toy(toy)
+    control = None
+    if args.control_temperature:
+        control = train_toy(**{**settings, "temperature": args.control_temperature}, progress=True)
+    if args.plot != "none":
+        plot_toy(toy, fit, control, args.plot)
     out = {**toy["settings"], **{key: fit[key] for key in (
         "alpha", "alpha_err", "c", "c_err", "L0", "L0_err", "rsle", "logit_scale_slope",
         "logit_scale_slope_err", "tau_first", "tau_last", "n_points", "warning")},
@@ -567,14 +556,11 @@ def runs_main(argv):
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="save the figure (loss and logit scale vs tau)")
     args = parser.parse_args(argv)
-    try:
-        for run_dir in args.run_dirs:              # fail before any long computation
-            load_log(run_dir)
-        results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
-        if args.plot:
-            plot_runs(results, args.plot)
-    except (bnsl.CurveError, runfiles.ZSLError, OSError) as error:   # ZSLError: a bad probe or checkpoint
-        parser.exit(2, f"timescale.py: error: {error}\n")
+    for run_dir in args.run_dirs:              # fail before any long computation
+        load_log(run_dir)
+    results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
+    if args.plot:
+        plot_runs(results, args.plot)
     rows = [summary_row(r) for r in results]
     if args.json:
         print(json.dumps(as_json(rows), indent=1))
@@ -590,12 +576,11 @@ def runs_main(argv):
 
 
 def main(argv=None):
+    """The command line (`toy` or run directories); returns the exit status (support/cli.py)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "toy":
-        toy_main(argv[1:])
-    else:
-        runs_main(argv)
+    return guarded("timescale.py", toy_main if argv and argv[0] == "toy" else runs_main,
+                   argv[1:] if argv and argv[0] == "toy" else argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,7 @@ Read top to bottom (the layout of a run directory: README, train.py):
   3. the deceleration step t_d, from bnsl.py's fit of the loss curve
   4. zsl.json: the per-step table; on a rerun, the earlier gradient rows kept while their
      checkpoint is unchanged; written atomically
-  5. the checks before a long analysis (every error a one-line ZSLError that says the fix)
+  5. the checks before a long analysis (every error a one-line UsageError that says the fix)
 """
 import hashlib
 import json
@@ -24,11 +24,9 @@ import numpy as np
 import torch
 
 from data import prepare
+from support.cli import UsageError
 from model import GPT, GPTConfig
 
-
-class ZSLError(Exception):
-    """A problem with the input the user can fix; zsl.py's command line prints it as one line."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,18 +47,18 @@ def _step_files(folder, extension):
 
 def load_config(run_dir):
     if not os.path.isdir(run_dir):
-        raise ZSLError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+        raise UsageError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
-        raise ZSLError(f"{run_dir}: not a train.py run directory (no config.json); "
+        raise UsageError(f"{run_dir}: not a train.py run directory (no config.json); "
                        "pass the --out_dir of a train.py run")
     try:
         with open(path) as f:
             config = json.load(f)
     except (OSError, ValueError) as e:
-        raise ZSLError(f"{path}: unreadable ({e}); re-run train.py into a fresh --out_dir") from None
+        raise UsageError(f"{path}: unreadable ({e}); re-run train.py into a fresh --out_dir") from None
     if not isinstance(config, dict) or not {"train", "model"} <= set(config):
-        raise ZSLError(f"{path}: needs 'train' and 'model' sections; was it written by train.py?")
+        raise UsageError(f"{path}: needs 'train' and 'model' sections; was it written by train.py?")
     return config
 
 
@@ -77,10 +75,10 @@ def _load_npz(path, keys):
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
     except Exception as e:  # truncated, not a zip, ...
-        raise ZSLError(f"{path}: unreadable ({type(e).__name__}); delete it or re-run train.py") from None
+        raise UsageError(f"{path}: unreadable ({type(e).__name__}); delete it or re-run train.py") from None
     missing = [k for k in keys if k not in arrays]
     if missing:
-        raise ZSLError(f"{path}: missing {', '.join(missing)}; was it written by this train.py?")
+        raise UsageError(f"{path}: missing {', '.join(missing)}; was it written by this train.py?")
     return arrays
 
 
@@ -93,10 +91,10 @@ def load_record(path):
     for kind in ("train", "probe"):
         before, after = record[f"{kind}_before"], record[f"{kind}_after"]
         if before.ndim != 2 or before.shape != after.shape:
-            raise ZSLError(f"{path}: {kind}_before {before.shape} and {kind}_after {after.shape} must "
+            raise UsageError(f"{path}: {kind}_before {before.shape} and {kind}_after {after.shape} must "
                            "have one [sequences, positions] shape; delete the record or re-run train.py")
     if record["step"].size != 1 or record["lr"].size != 1 or int(record["step"]) != step_of(path):
-        raise ZSLError(f"{path}: holds step {record['step'].ravel()[:3].tolist()} and lr "
+        raise UsageError(f"{path}: holds step {record['step'].ravel()[:3].tolist()} and lr "
                        f"{record['lr'].ravel()[:3].tolist()}, not the single step of its name; "
                        "delete the record or re-run train.py")
     return record
@@ -110,7 +108,7 @@ def finite_record(record):
 def load_probe(run_dir):
     path = os.path.join(run_dir, "probe.npz")
     if not os.path.isfile(path):
-        raise ZSLError(f"{run_dir}: no probe.npz; it is written by train.py at the start of a run "
+        raise UsageError(f"{run_dir}: no probe.npz; it is written by train.py at the start of a run "
                        "(or pass --no_grad to analyse the records only)")
     probe = _load_npz(path, ("x", "y", "update_x", "update_y"))
     return {k: torch.from_numpy(v).long() for k, v in probe.items()}
@@ -127,7 +125,7 @@ def load_checkpoint(path):
         model = GPT(GPTConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
     except Exception as e:  # not a torch file, missing keys, wrong shapes, ...
-        raise ZSLError(f"{path}: unusable checkpoint ({type(e).__name__}: {e}); "
+        raise UsageError(f"{path}: unusable checkpoint ({type(e).__name__}: {e}); "
                        "delete it or re-run train.py") from None
     return model.eval(), ckpt
 
@@ -147,7 +145,7 @@ def pick_checkpoints(paths, steps=None, max_checkpoints=None):
     if steps:
         missing = [s for s in steps if s not in by_step]
         if missing:
-            raise ZSLError(f"no checkpoint at step {missing[0]}; available: "
+            raise UsageError(f"no checkpoint at step {missing[0]}; available: "
                            f"{', '.join(map(str, sorted(by_step))) or 'none'}")
         chosen = sorted(set(steps))
     else:
@@ -163,7 +161,7 @@ def probe_subset(probe, probe_tokens=None):
     x, y = probe["x"], probe["y"]
     T = x.shape[1]
     if probe_tokens and (probe_tokens > x.numel() or (probe_tokens > T and probe_tokens % T)):
-        raise ZSLError(f"--probe_tokens={probe_tokens}: the probe holds {x.shape[0]} sequences of {T} "
+        raise UsageError(f"--probe_tokens={probe_tokens}: the probe holds {x.shape[0]} sequences of {T} "
                        f"tokens; use at most {T} (a prefix of one sequence) or a multiple of {T} up "
                        f"to {x.numel()}")
     if not probe_tokens or probe_tokens == x.numel():
@@ -190,19 +188,19 @@ def extended_probe(run_dir, probe, n_sequences):
     T, n_probe = probe["x"].shape[1], probe["x"].shape[0]
     dataset = config["train"].get("dataset")
     if not dataset:
-        raise ZSLError(f"{run_dir}: config.json names no dataset, so no probe beyond the recorded "
+        raise UsageError(f"{run_dir}: config.json names no dataset, so no probe beyond the recorded "
                        f"{n_probe * T} tokens; lower --probe_tokens or re-run train.py with a larger --n_probe")
     data_dir = prepare.dataset_dir(dataset)
     try:
         _, val, _ = prepare.load_dataset(data_dir)
     except prepare.DataError as e:
-        raise ZSLError(f"{run_dir}: its dataset is needed for a probe beyond the recorded {n_probe * T} "
+        raise UsageError(f"{run_dir}: its dataset is needed for a probe beyond the recorded {n_probe * T} "
                        f"tokens: {e}") from None
     # where train.fixed_heldout_sets took the probe and the update batch from
     used = np.linspace(0, len(val) - T - 1, n_probe + config["train"]["batch_size"]).astype(np.int64)
     recorded_x, _ = prepare.windows(val, used[:n_probe], T)
     if len(val) < T + 2 or not torch.equal(recorded_x, probe["x"]):
-        raise ZSLError(f"{data_dir}: its validation split is not the one {run_dir} was trained with "
+        raise UsageError(f"{data_dir}: its validation split is not the one {run_dir} was trained with "
                        f"(the recorded probe differs); rebuild that dataset or lower --probe_tokens")
     grid = np.arange(0, len(val) - T, T + 1)                              # non-overlapping windows
     nearest = np.abs(grid[:, None] - used[None, :]).min(axis=1)           # fine: used has n_probe + batch
@@ -210,7 +208,7 @@ def extended_probe(run_dir, probe, n_sequences):
     free = free[np.random.default_rng(EXTRA_PROBE_SEED).permutation(len(free))]
     need = n_sequences - n_probe
     if need > len(free):
-        raise ZSLError(f"{run_dir}: the validation split holds at most {(n_probe + len(free)) * T} probe "
+        raise UsageError(f"{run_dir}: the validation split holds at most {(n_probe + len(free)) * T} probe "
                        f"tokens of {T}-token sequences; lower --probe_tokens")
     extra_x, extra_y = prepare.windows(val, free[:need], T)
     return {**probe, "x": torch.cat([probe["x"], extra_x]), "y": torch.cat([probe["y"], extra_y])}
@@ -302,7 +300,7 @@ def _describe(settings):
 
 def previous_gradient_rows(run_dir, settings=None):
     """(rows of the old zsl.json still valid, steps of rows dropped as stale). With settings =
-    (n_tokens, update) of a new gradient analysis, raise ZSLError if valid rows differ from it."""
+    (n_tokens, update) of a new gradient analysis, raise UsageError if valid rows differ from it."""
     path = os.path.join(run_dir, "zsl.json")
     if not os.path.exists(path):
         return [], []
@@ -311,7 +309,7 @@ def previous_gradient_rows(run_dir, settings=None):
             rows = json.load(f)["gradient_interference"]
         steps = [int(row["step"]) for row in rows]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ZSLError(f"{path}: unreadable ({type(e).__name__}); it may hold results of an earlier "
+        raise UsageError(f"{path}: unreadable ({type(e).__name__}); it may hold results of an earlier "
                        "analysis: move it away, then rerun") from None
     by_step = {step_of(p): p for p in checkpoint_paths(run_dir)}
     kept, stale = [], []
@@ -330,7 +328,7 @@ def previous_gradient_rows(run_dir, settings=None):
     if settings is not None:
         other = {_row_settings(row) for row in kept} - {settings}
         if other:
-            raise ZSLError(f"{path} holds gradient results over {_describe(other.pop())}; this analysis "
+            raise UsageError(f"{path} holds gradient results over {_describe(other.pop())}; this analysis "
                            f"would use {_describe(settings)} and cannot be mixed with them: rerun with "
                            "the same --probe_tokens / --no_update to add to them, or move zsl.json away "
                            "to start a new analysis")
@@ -344,27 +342,6 @@ def merge_gradient_rows(new_rows, kept_rows):
                   key=lambda row: row["step"])
 
 
-# Writing: zsl.json (and error_entropy.json, reproduce.py's summary.json) as valid JSON, never half a file.
-
-def json_safe(obj):
-    """nan/inf -> null, so zsl.json is valid JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def write_json(path, obj):
-    """Write obj as JSON atomically (a temporary file, then a rename), nan/inf as null."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(json_safe(obj), f, indent=1)
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------
 # 5. The checks before a long analysis
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +351,7 @@ def check_run_dir(run_dir, need_probe, probe_tokens=None, update=True, steps=Non
     """Fail early, with a fix, on anything that would stop the analysis half-way."""
     load_config(run_dir)
     if not record_paths(run_dir) and not checkpoint_paths(run_dir):
-        raise ZSLError(f"{run_dir}: no records/step_*.npz and no checkpoints/step_*.pt yet; "
+        raise UsageError(f"{run_dir}: no records/step_*.npz and no checkpoints/step_*.pt yet; "
                        "let train.py run longer")
     if need_probe and checkpoint_paths(run_dir):
         x, _, n_positions = probe_tokens_for(run_dir, load_probe(run_dir), probe_tokens)
@@ -383,7 +360,7 @@ def check_run_dir(run_dir, need_probe, probe_tokens=None, update=True, steps=Non
             model, _ = load_checkpoint(path)
             if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
                 finite = [s for s, _ in chosen if s < step]
-                raise ZSLError(f"{path}: nan or inf weights (the run diverged); analyse the "
+                raise UsageError(f"{path}: nan or inf weights (the run diverged); analyse the "
                                f"checkpoints before it with --steps={','.join(map(str, finite)) or 'N'}"
                                " or the records only with --no_grad")
         previous_gradient_rows(run_dir, settings=(x.shape[0] * n_positions, update))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments import error_entropy as ee
+from support.cli import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -141,13 +142,13 @@ def test_streaming_in_batches_equals_one_pass():
 
 
 def test_bad_input_is_a_clear_error():
-    with pytest.raises(ee.EntropyError, match="do not match"):
+    with pytest.raises(UsageError, match="do not match"):
         ee.decompose(torch.randn(5, 7, 10), torch.zeros(5, 6, dtype=torch.long))
-    with pytest.raises(ee.EntropyError, match="must lie in 0..9"):
+    with pytest.raises(UsageError, match="must lie in 0..9"):
         ee.decompose(torch.randn(5, 10), torch.tensor([0, 1, 2, 3, 10]))
-    with pytest.raises(ee.EntropyError, match="integer"):
+    with pytest.raises(UsageError, match="integer"):
         ee.decompose(torch.randn(5, 10), torch.zeros(5))
-    with pytest.raises(ee.EntropyError, match="nan or inf"):
+    with pytest.raises(UsageError, match="nan or inf"):
         ee.decompose(torch.full((2, 4), float("nan")), torch.zeros(2, dtype=torch.long))
 
 

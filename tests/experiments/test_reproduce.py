@@ -9,6 +9,7 @@ import pytest
 
 from experiments import reproduce
 from data import prepare
+from support.cli import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,7 +51,7 @@ def test_an_unsupported_break_fails_the_scaling_findings():
 
 def test_parse_sizes_and_width_scaled_learning_rate():
     assert reproduce.parse_sizes("1x32, 2x64") == [(1, 32), (2, 64)]
-    with pytest.raises(reproduce.train.ConfigError):
+    with pytest.raises(reproduce.UsageError):
         reproduce.parse_sizes("1x32,big")
 
     class Args:

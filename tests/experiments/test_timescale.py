@@ -17,6 +17,7 @@ import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data import prepare
+from support.cli import UsageError
 
 
 # --- the mechanism: one logit scale beta ------------------------------------------------------------
@@ -106,7 +107,7 @@ def test_toy_logs_tau_as_lr_times_updates_and_learns():
 def test_sgd_toy_follows_the_same_loss():
     toy = timescale.train_toy(temperature=0.01, lr=0.5, steps=40, vocab=32, width=8, batch=64, optimizer="sgd")
     assert toy["loss"][-1] < toy["loss"][0]
-    with pytest.raises(timescale.TimeScaleError, match="adam or sgd"):
+    with pytest.raises(UsageError, match="adam or sgd"):
         timescale.train_toy(steps=5, optimizer="lion")
 
 
@@ -180,7 +181,7 @@ def test_a_rising_curve_is_flagged_as_no_decay():
     ([1, 2, 3, 4], [3, 2, np.nan, 1], "finite"),
 ])
 def test_fitter_refuses_bad_curves(tau, loss, message):
-    with pytest.raises(timescale.TimeScaleError, match=message):
+    with pytest.raises(UsageError, match=message):
         timescale.fit_time_power_law(tau, loss)
 
 
@@ -233,8 +234,7 @@ def cli(*args):
 def main_in_process(capsys, *args):
     """timescale.main in this process (no second torch import): (exit status, stdout, stderr)."""
     try:
-        timescale.main([str(arg) for arg in args])
-        status = 0
+        status = timescale.main([str(arg) for arg in args])
     except SystemExit as stop:
         status = stop.code
     captured = capsys.readouterr()

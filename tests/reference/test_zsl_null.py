@@ -20,6 +20,7 @@ from support import runfiles
 from test_zsl import ZSL, make_run_dir, tiny_model, tokens
 
 from data import prepare
+from support.cli import UsageError
 
 
 def sums_of(G, signs):
@@ -199,9 +200,9 @@ def test_probe_beyond_the_recorded_one_comes_from_unused_validation_windows(run_
     assert torch.equal(smaller, x[:10])                                       # a larger probe extends a smaller
     (row,) = zsl.gradient_interference(run, steps=[8], probe_tokens=6 * 8, update=False, n_signs=2)
     assert row["n_tokens"] == 48
-    with pytest.raises(runfiles.ZSLError, match="at most"):
+    with pytest.raises(UsageError, match="at most"):
         runfiles.probe_tokens_for(run, probe, 1000 * 8)
-    with pytest.raises(runfiles.ZSLError, match="names no dataset"):
+    with pytest.raises(UsageError, match="names no dataset"):
         runfiles.probe_tokens_for(run_dir, runfiles.load_probe(run_dir), 40 * 8)
 
 
@@ -210,7 +211,7 @@ def test_probe_beyond_the_recorded_one_refuses_a_changed_dataset(run_dir, tmp_pa
     rng = np.random.default_rng(1)
     prepare.write_dataset(str(tmp_path / "data"), rng.integers(0, 32, 2000), rng.integers(0, 32, 4000),
                           {"vocab_size": 32})
-    with pytest.raises(runfiles.ZSLError, match="not the one"):
+    with pytest.raises(UsageError, match="not the one"):
         runfiles.probe_tokens_for(run, runfiles.load_probe(run), 40 * 8)
 
 

@@ -4,6 +4,8 @@ the fix, a non-zero exit, no traceback, and no file of the run or the data touch
 diverging run's log, a damaged newest checkpoint, SIGTERM). Most cases call train.main in-process."""
 import csv
 import hashlib
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -17,6 +19,7 @@ import pytest
 import torch
 
 import train
+from support import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data import prepare
@@ -37,12 +40,16 @@ def dataset(tmp_path_factory):
 
 
 def train_main(*argv):
-    """train.main in-process; returns the SystemExit code (None when it ended normally)."""
+    """train.main in-process; returns its one-line error, the last line on stderr (None when it ended
+    normally; warnings may come before the error)."""
+    stderr = io.StringIO()
     try:
-        train.main(list(argv))
-    except SystemExit as e:
-        return e.code
-    return None
+        with contextlib.redirect_stderr(stderr):
+            status = train.main(list(argv))
+    except SystemExit as e:  # (argparse-style exits)
+        status = e.code
+    sys.stderr.write(stderr.getvalue())  # (for the tests that read the warnings with capsys)
+    return stderr.getvalue().strip().splitlines()[-1] if status else None
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +119,7 @@ def edit_meta(data, **changes):
 
 
 def edit_newest_checkpoint(run_dir, change):
-    path = train.latest_checkpoint(run_dir)
+    path = rundir.latest_checkpoint(run_dir)
     ckpt = torch.load(path, weights_only=False)
     change(ckpt)
     torch.save(ckpt, path)
@@ -320,8 +327,8 @@ def test_checkpoints_are_ordered_by_step_and_stray_files_ignored(tmp_path):
     for name in ("step_999999.pt", "step_1000000.pt", "step_best.pt", "step_64.pt", "step_000064 copy.pt",
                  "step_000032.pt.tmp123", "notes.txt"):
         write(str(folder / name), "x")
-    assert train.checkpoint_steps(str(tmp_path)) == [999999, 1000000]
-    assert train.latest_checkpoint(str(tmp_path)) == str(folder / "step_1000000.pt")
+    assert rundir.checkpoint_steps(str(tmp_path)) == [999999, 1000000]
+    assert rundir.latest_checkpoint(str(tmp_path)) == str(folder / "step_1000000.pt")
 
 
 # ----------------------------------------------------------------------------------------------
