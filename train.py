@@ -216,35 +216,59 @@ def train(c, given=frozenset()):
     return stop_requested[0] if stop_requested else 0
 
 
+def build_model(c, vocab_size, device, rank):
+    """(model config, GPT, AdamW, this process's generator of batch positions), seeded by --seed."""
+    torch.manual_seed(c.seed)
+    model_config = GPTConfig(vocab_size=vocab_size, block_size=c.block_size, n_layer=c.n_layer,
+                             n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout, bias=c.bias)
+    model = GPT(model_config).to(device)
+    optimizer = model.configure_optimizer(c.learning_rate, c.weight_decay, (c.beta1, c.beta2), c.adam_eps)
+    data_rng = torch.Generator().manual_seed(c.seed + rank)  # each process draws its own batches
+    return model_config, model, optimizer, data_rng
+
+
+@dataclass
+class Processes:
+    """One process, or one of several under torchrun (DDP): which, and where it computes."""
+    ddp: bool
+    rank: int
+    world: int
+    device: str
+    autocast: object  # bf16 autocast on CUDA only; a no-op (fp32) elsewhere
+
+    @property
+    def is_master(self):
+        return self.rank == 0  # process 0 writes the run directory and prints
+
+
 def start_processes(c):
-    """(ddp, rank, world size, device): one process, or several under torchrun (DDP; nccl on GPUs,
-    gloo on CPUs), each with its own GPU."""
-    device = pick_device(c.device)
-    if int(os.environ.get("RANK", -1)) == -1:
-        return False, 0, 1, device
-    use_nccl = device.startswith("cuda")
-    dist.init_process_group(backend="nccl" if use_nccl else "gloo")
-    if use_nccl:
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-        torch.cuda.set_device(device)
-    return True, dist.get_rank(), dist.get_world_size(), device
+    """This process's Processes; under torchrun, joins the group (nccl on GPUs, gloo on CPUs), one GPU each."""
+    device, ddp, rank, world = pick_device(c.device), int(os.environ.get("RANK", -1)) != -1, 0, 1
+    if ddp:
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            torch.cuda.set_device(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+    return Processes(ddp, rank, world, device, autocast)
 
 
-def restore(ckpt, model, optimizer, data_rng, c, rank, world, device_type):
+def restore(ckpt, model, optimizer, data_rng, c, procs):
     """Load a checkpoint's weights, optimizer moments and random-number states, so that the resumed run
     takes exactly the steps the uninterrupted one would have. Returns (log rows, elapsed s, next step)."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     saved_states = ckpt.get("data_rng_all", [ckpt["data_rng"]])
-    if rank < len(saved_states):
-        data_rng.set_state(saved_states[rank])
+    if procs.rank < len(saved_states):
+        data_rng.set_state(saved_states[procs.rank])
     else:  # a process the run did not have: a fresh stream, not a replay of the first steps' batches
-        data_rng.manual_seed(c.seed + 1_000_003 * ckpt["step"] + rank)
-    if world != len(saved_states) and rank == 0:
-        print(f"warning: resuming with {world} processes where the run had {len(saved_states)}: "
+        data_rng.manual_seed(c.seed + 1_000_003 * ckpt["step"] + procs.rank)
+    if procs.world != len(saved_states) and procs.is_master:
+        print(f"warning: resuming with {procs.world} processes where the run had {len(saved_states)}: "
               f"the batches from here on differ from an uninterrupted run", file=sys.stderr)
     torch.set_rng_state(ckpt["torch_rng"])
-    if device_type == "cuda" and ckpt["cuda_rng"]:
+    if procs.device.startswith("cuda") and ckpt["cuda_rng"]:
         torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
     return ckpt["log_rows"], ckpt["elapsed"], ckpt["step"] + 1
 
@@ -272,51 +296,53 @@ def run(c, given, stop_requested, locks):
     if locked:
         locks.enter_context(lock_run_dir(c.out_dir))  # before reading the run: no other writer changes it now
     c, ckpt = prepare_run_dir(c, given)
-    ddp, rank, world, device = start_processes(c)
-    is_master = rank == 0
-    device_type = "cuda" if device.startswith("cuda") else device
-    # bf16 autocast on CUDA only; fp32 elsewhere
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device_type == "cuda" else nullcontext()
-    train_tokens, val_tokens, data_meta = load_data(c, is_master)
+    procs = start_processes(c)
+    train_tokens, val_tokens, data_meta = load_data(c, procs.is_master)
 
-    # -- model and optimizer ----------------------------------------------------------------------
-    torch.manual_seed(c.seed)
-    model_config = GPTConfig(vocab_size=data_meta["vocab_size"], block_size=c.block_size, n_layer=c.n_layer,
-                             n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout, bias=c.bias)
-    model = GPT(model_config).to(device)
-    optimizer = model.configure_optimizer(c.learning_rate, c.weight_decay, (c.beta1, c.beta2), c.adam_eps)
-    data_rng = torch.Generator().manual_seed(c.seed + rank)  # each process draws its own batches
+    model_config, model, optimizer, data_rng = build_model(c, data_meta["vocab_size"], procs.device, procs.rank)
     log_rows, elapsed, start_step = [], 0.0, 1
     if ckpt is not None:
         check_same_data(ckpt, data_meta, model_config, c)
-        log_rows, elapsed, start_step = restore(ckpt, model, optimizer, data_rng, c, rank, world, device_type)
+        log_rows, elapsed, start_step = restore(ckpt, model, optimizer, data_rng, c, procs)
     raw_model = model
     if c.compile:
         model = torch.compile(model)
-    if ddp:
-        model = DDP(model, device_ids=[device] if device_type == "cuda" else None)
-
-    # -- the run directory ------------------------------------------------------------------------
+    if procs.ddp:
+        model = DDP(model, device_ids=[procs.device] if procs.device.startswith("cuda") else None)
     probe_x, probe_y, update_x, update_y = fixed_heldout_sets(val_tokens, c)
-    record_steps = log_spaced_steps(c.max_iters, c.record_per_octave) if c.record_per_octave else set()
-    ckpt_steps = log_spaced_steps(c.max_iters, c.ckpt_per_octave)
-    log_path = os.path.join(c.out_dir, "log.csv")
-    if is_master:  # every check has passed: only now is anything written
+    if procs.is_master:  # every check has passed: only now is anything written
         if not locked:  # a new out_dir: created here
             locks.enter_context(lock_run_dir(c.out_dir))
             refuse_to_mix(c)  # another process may have started a run in it meanwhile
         info = {"train": dataclasses.asdict(c), "model": dataclasses.asdict(model_config), "data": data_meta,
-                "data_fingerprint": data_meta["fingerprint"], "world_size": world, "device": device,
+                "data_fingerprint": data_meta["fingerprint"], "world_size": procs.world, "device": procs.device,
                 "non_embedding_params": raw_model.num_params()}
         write_run_start(c, ckpt, log_rows, info, (probe_x, probe_y, update_x, update_y))
-    tokens_per_step = c.batch_size * c.grad_accum * c.block_size * world
+
+    def save(step, log_rows, elapsed, data_rng_states):  # a checkpoint: all that an exact resume needs
+        save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
+                        data_rng_states, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
 
     def losses_on(x, y):  # [B, T] per-token losses of the current weights, in eval mode
-        return per_token_losses(raw_model, x, y, device, autocast)
+        return per_token_losses(raw_model, x, y, procs.device, procs.autocast)
 
-    # -- the loop: one optimizer update per step --------------------------------------------------
+    log_rows, elapsed, stopped = train_loop(c, procs, model, optimizer, data_rng, train_tokens, (probe_x, probe_y),
+                                            (log_rows, elapsed, start_step), stop_requested, losses_on, save)
+    if procs.is_master:
+        report_end(c, log_rows, elapsed, stop_requested, stopped)
+    if procs.ddp:
+        dist.destroy_process_group()
+
+
+def train_loop(c, procs, model, optimizer, data_rng, train_tokens, probe, start, stop_requested, losses_on, save):
+    """Steps start_step .. max_iters, one optimizer update each: the log row of every step, the per-token
+    records at log-spaced steps, the checkpoints. Returns (log rows, elapsed s, whether it was stopped)."""
+    (probe_x, probe_y), (log_rows, elapsed, start_step) = probe, start
+    record_steps = log_spaced_steps(c.max_iters, c.record_per_octave) if c.record_per_octave else set()
+    ckpt_steps = log_spaced_steps(c.max_iters, c.ckpt_per_octave)
+    tokens_per_step = c.batch_size * c.grad_accum * c.block_size * procs.world
     bar = tqdm(range(start_step, c.max_iters + 1), initial=start_step - 1, total=c.max_iters,
-               disable=not (is_master and c.progress), unit="step", dynamic_ncols=True, mininterval=0.5)
+               disable=not (procs.is_master and c.progress), unit="step", dynamic_ncols=True, mininterval=0.5)
     last_flush, stop = time.time(), False
     for step in bar:
         t0 = time.perf_counter()
@@ -326,7 +352,7 @@ def run(c, given, stop_requested, locks):
         batches = [windows(train_tokens, torch.randint(len(train_tokens) - c.block_size - 1, (c.batch_size,),
                                                        generator=data_rng).numpy(), c.block_size)
                    for _ in range(c.grad_accum)]
-        recording = is_master and step in record_steps
+        recording = procs.is_master and step in record_steps
         if recording:  # the per-token losses just before the update (with dropout: measured in eval mode)
             train_x, train_y = torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
             probe_before = losses_on(probe_x, probe_y)
@@ -335,10 +361,10 @@ def run(c, given, stop_requested, locks):
         # forward/backward over the micro-batches, keeping the per-token losses of the training forward
         batch_losses = []
         for micro, (x, y) in enumerate(batches):
-            if ddp:  # average gradients across processes only on the last micro-batch
+            if procs.ddp:  # average gradients across processes only on the last micro-batch
                 model.require_backward_grad_sync = micro == c.grad_accum - 1
-            with autocast:
-                _, token_losses = model(x.to(device), y.to(device), per_token=True)
+            with procs.autocast:
+                _, token_losses = model(x.to(procs.device), y.to(procs.device), per_token=True)
             (token_losses.mean() / c.grad_accum).backward()
             batch_losses.append(token_losses.detach())
         if c.grad_clip > 0:
@@ -347,50 +373,46 @@ def run(c, given, stop_requested, locks):
         optimizer.zero_grad(set_to_none=True)
 
         batch_losses = torch.cat(batch_losses)
-        loss, stop = step_status(batch_losses, stop_requested, ddp, world, device)  # mean over processes
+        loss, stop = step_status(batch_losses, stop_requested, procs)  # the loss averaged over processes
         elapsed += time.perf_counter() - t0
         tokens = (log_rows[-1][3] if log_rows else 0) + tokens_per_step  # cumulative, whatever the world size was
         row = (step, f"{loss:.6f}", f"{lr:.6g}", tokens, f"{elapsed:.3f}")
         if not math.isfinite(loss):
-            stop_diverged(c, step, loss, log_rows + [row], is_master)
+            stop_diverged(c, step, loss, log_rows + [row], procs.is_master)
         if recording:  # without dropout, the training forward's own per-token losses are the "before" losses
             save_npz(os.path.join(c.out_dir, "records", f"step_{step:06d}.npz"), train_x=train_x.numpy(),
                      train_y=train_y.numpy(), probe_before=probe_before, probe_after=losses_on(probe_x, probe_y),
                      train_before=batch_losses.float().cpu().numpy() if train_before is None else train_before,
                      train_after=losses_on(train_x, train_y), step=np.int64(step), lr=np.float64(lr))
         checkpointing = step in ckpt_steps or stop
-        data_rng_states = gather_rng_states(data_rng, ddp, world) if checkpointing else None  # (all processes)
-        if is_master:
+        data_rng_states = gather_rng_states(data_rng, procs) if checkpointing else None  # (all processes)
+        if procs.is_master:
             log_rows.append(row)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - t0):,.0f}",
                             refresh=False)
             if checkpointing:
-                save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
-                                data_rng_states, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
+                save(step, log_rows, elapsed, data_rng_states)
             if checkpointing or time.time() - last_flush > 2.0:  # keep log.csv fresh for a run in progress
-                write_log(log_path, log_rows)
+                write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
                 last_flush = time.time()
         if stop:
             break
     bar.close()
-    if is_master:
-        report_end(c, log_rows, elapsed, stop_requested, stopped=stop)
-    if ddp:
-        dist.destroy_process_group()
+    return log_rows, elapsed, stop
 
 
-def step_status(batch_losses, stop_requested, ddp, world, device):
+def step_status(batch_losses, stop_requested, procs):
     """(the step's training loss averaged over all processes, whether any process was asked to stop)."""
-    status = torch.tensor([batch_losses.mean().item(), float(bool(stop_requested))], device=device)
-    if ddp:
+    status = torch.tensor([batch_losses.mean().item(), float(bool(stop_requested))], device=procs.device)
+    if procs.ddp:
         dist.all_reduce(status)
-    return status[0].item() / world, status[1].item() > 0
+    return status[0].item() / procs.world, status[1].item() > 0
 
 
-def gather_rng_states(data_rng, ddp, world):
+def gather_rng_states(data_rng, procs):
     """Every process's position in its stream of random batches, by rank (all processes take part)."""
-    states = [data_rng.get_state()] * world
-    if ddp:
+    states = [data_rng.get_state()] * procs.world
+    if procs.ddp:
         dist.all_gather_object(states, data_rng.get_state())
     return states
 
