@@ -478,8 +478,9 @@ def fit_theta(log_t, log_loss, n_breaks):
     return np.r_[best[:2], breaks[np.argsort(breaks[:, 1])].ravel()]
 
 
-def fit_bnsl(steps, losses, breaks=1):
-    """Fit the BNSL to a prepared curve; a dict of parameters, errors and derived numbers."""
+def fit_bnsl(steps, losses, breaks=1, clock="step"):
+    """Fit the BNSL to a prepared curve; a dict of parameters, errors and derived numbers.
+    steps: [n] positive times (steps, or tau when clock="tau": it names them in the warning)."""
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     check_curve(steps, losses, "curve")
     n_params = 2 + 3 * breaks
@@ -565,8 +566,8 @@ def fit_bnsl(steps, losses, breaks=1):
                         f"{MIN_POINTS_PER_PARAM * n_params}); give a longer or denser curve")
     for k in range(breaks):
         if not steps[0] <= result[f"d{k + 1}"] <= steps[-1]:
-            problems.append(f"break {k + 1} at step {result[f'd{k + 1}']:.3g} lies outside "
-                            f"the fitted steps {steps[0]:g}..{steps[-1]:g}")
+            problems.append(f"break {k + 1} at {clock} {result[f'd{k + 1}']:.3g} lies outside "
+                            f"the fitted {clock}s {steps[0]:.4g}..{steps[-1]:.4g}")
         vague = [f"{p}{k + 1}" for p in "cd"
                  if not result[f"{p}{k + 1}_err"] < MAX_RELATIVE_ERROR * abs(result[f"{p}{k + 1}"])]
         if vague:

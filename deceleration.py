@@ -122,7 +122,7 @@ def fit_in_tau(steps, losses, lr, prep, notes):
         moves = np.r_[True, np.diff(x) > 0]                  # a step at lr 0 adds no tau: drop it
         if not moves.all():
             notes.append(f"{np.sum(~moves)} rows at a learning rate of 0 dropped from the fit in tau")
-        fit = bnsl.fit_bnsl(x[moves], smoothed[moves])
+        fit = bnsl.fit_bnsl(x[moves], smoothed[moves], clock="tau")
     except bnsl.CurveError as error:
         return {"supported": False, "warning": f"cannot be fitted against tau ({error})",
                 "t_d": None, "t_d_err": None}, None
