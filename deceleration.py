@@ -7,7 +7,7 @@ bnsl.py fits a broken power law to the loss against the step and says whether it
 deceleration, for two reasons that have nothing to do with how the model learns:
 
   * The schedule. A step at half the learning rate moves the weights about half as far, so the
-    loss's own clock is the dynamic time tau(t) = sum_{s <= t} lr_s / max lr (bnsl.dynamic_time,
+    loss's own clock is the dynamic time tau(t) = sum_{s <= t} lr_s / max lr (curves.dynamic_time,
     in steps at the peak LR). A linear warm-up of W steps from 10 % of the peak makes tau grow as
     0.1 t + 0.45 t^2 / W, then as t - 0.45 W, so a power law in tau looks bent in t around
     1-3 W; a cosine or linear decay slows tau near the end and bends the curve there.
@@ -51,6 +51,7 @@ shift = 2 (value - value with half the window), and t_d_err_total = t_d_err + |s
 import numpy as np
 
 import bnsl
+import curves
 
 TAU_MATCH = 2.0    # Θ's break, as a step, within this factor of t_d: the same bend
 CUT_SHIFT = 1.2    # t_d of the cut run within this factor of t_d (or 2 sigma): it stayed
@@ -100,30 +101,30 @@ def smoothing_shift(fit, steps, losses, prep):
     if prep["smooth"] != "lma" or fit["t_d"] is None:
         return None
     try:
-        half = bnsl.fit_bnsl(*bnsl.prepare_curve(steps, losses, **prep,
-                                                 ratio=np.sqrt(bnsl.LMA_RATIO)))
-    except bnsl.CurveError:
+        half = bnsl.fit_bnsl(*curves.prepare_curve(steps, losses, **prep,
+                                                   ratio=np.sqrt(curves.LMA_RATIO)))
+    except curves.CurveError:
         return None
     return {key: 2 * (fit[key] - half[key]) for key in ("t_d", "L_d", "r_d")}
 
 
 def fit_in_tau(steps, losses, lr, prep, notes):
     """The 1-break fit of the curve against tau: (result, t(tau_d)), or (None, None) if tau cannot
-    be formed. The rows are those of the fit in steps, smoothed in tau (bnsl.log_moving_average);
+    be formed. The rows are those of the fit in steps, smoothed in tau (curves.log_moving_average);
     a fit that fails is {"supported": False, "warning": why}. notes: a list told what happened."""
     if np.any(steps != np.round(steps)):
         notes.append("steps are not whole numbers, so there is no tau: fitted in steps only")
         return None, None
     counted = steps >= 1                                     # tau(t) starts at step 1
     try:
-        kept, smoothed = bnsl.prepare_curve(steps[counted], losses[counted], **prep, lr=lr)
-        tau = bnsl.dynamic_time(lr, int(steps[-1]))          # tau at steps 1 .. T
+        kept, smoothed = curves.prepare_curve(steps[counted], losses[counted], **prep, lr=lr)
+        tau = curves.dynamic_time(lr, int(steps[-1]))          # tau at steps 1 .. T
         x = tau[kept.astype(np.int64) - 1]
         moves = np.r_[True, np.diff(x) > 0]                  # a step at lr 0 adds no tau: drop it
         if not moves.all():
             notes.append(f"{np.sum(~moves)} rows at a learning rate of 0 dropped from the fit in tau")
         fit = bnsl.fit_bnsl(x[moves], smoothed[moves], clock="tau")
-    except bnsl.CurveError as error:
+    except curves.CurveError as error:
         return {"supported": False, "warning": f"cannot be fitted against tau ({error})",
                 "t_d": None, "t_d_err": None}, None
     return fit, float(np.interp(fit["t_d"], tau, np.arange(1.0, len(tau) + 1)))
@@ -134,19 +135,19 @@ def fit_cut(steps, losses, c, prep):
     "T" added; {"supported": False, "warning": why} if it cannot be fitted."""
     keep = steps <= c * steps[-1]
     try:
-        fit = bnsl.fit_bnsl(*bnsl.prepare_curve(steps[keep], losses[keep], **prep))
-    except bnsl.CurveError as error:
+        fit = bnsl.fit_bnsl(*curves.prepare_curve(steps[keep], losses[keep], **prep))
+    except curves.CurveError as error:
         fit = {"supported": False, "warning": f"cannot be fitted ({error})",
                "t_d": None, "t_d_err": None}
     return dict(fit, cut=c, T=c * steps[-1])
 
 
-def deceleration_verdict(steps, losses, lr=None, smooth=bnsl.DEFAULT_SMOOTH,
-                         subsample=bnsl.DEFAULT_SUBSAMPLE, transient=bnsl.DEFAULT_TRANSIENT):
+def deceleration_verdict(steps, losses, lr=None, smooth=curves.DEFAULT_SMOOTH,
+                         subsample=curves.DEFAULT_SUBSAMPLE, transient=curves.DEFAULT_TRANSIENT):
     """Fit a loss curve in steps, in tau and cut at 3/4 and 1/2, and judge its break.
 
-    steps, losses: [n] as read (bnsl.read_curve), steps increasing; lr = (lr_steps [m], lrs [m])
-    or None (steps only); smooth, subsample, transient as for bnsl.prepare_curve. Returns a dict:
+    steps, losses: [n] as read (curves.read_curve), steps increasing; lr = (lr_steps [m], lrs [m])
+    or None (steps only); smooth, subsample, transient as for curves.prepare_curve. Returns a dict:
       verdict, reason     one of VERDICTS, and the numbers it rests on (see judge)
       t_d                 the deceleration step if verdict == "deceleration", else None
       fit                 bnsl.fit_bnsl of the whole curve in steps (t_d, L_d, r_d, errors, ...)
@@ -155,13 +156,13 @@ def deceleration_verdict(steps, losses, lr=None, smooth=bnsl.DEFAULT_SMOOTH,
       tau_fit, tau_d_step the fit against tau and its break as a step (None without lr)
       cuts                [fit_cut results] for c = 3/4 and 1/2
       notes               what preparing the curve dropped or filled in, and the clocks used
-    Raises bnsl.CurveError when the whole curve cannot be fitted (as bnsl.fit_bnsl does); a cut
+    Raises curves.CurveError when the whole curve cannot be fitted (as bnsl.fit_bnsl does); a cut
     or a fit in tau that cannot be fitted counts as one without a supported break.
     """
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     prep = {"smooth": smooth, "subsample": subsample, "transient": transient}
     notes = []
-    fit = bnsl.fit_bnsl(*bnsl.prepare_curve(steps, losses, **prep, report=notes))
+    fit = bnsl.fit_bnsl(*curves.prepare_curve(steps, losses, **prep, report=notes))
     shift = smoothing_shift(fit, steps, losses, prep)
     tau_fit, tau_d_step = fit_in_tau(steps, losses, lr, prep, notes) if lr is not None else (None, None)
     cuts = [fit_cut(steps, losses, c, prep) for c in CUTS]

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-import bnsl
+import curves
 import deceleration
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -94,13 +94,13 @@ def test_the_schedule_is_judged_before_the_end_of_the_run():
 def test_dynamic_time_matches_a_loop_and_is_the_step_at_a_constant_lr():
     lrs = learning_rates(700, warmup=100, decay="cosine")
     steps = np.arange(1.0, 701)
-    np.testing.assert_allclose(bnsl.dynamic_time((steps, lrs), 700), tau_by_loop(lrs), rtol=1e-12)
+    np.testing.assert_allclose(curves.dynamic_time((steps, lrs), 700), tau_by_loop(lrs), rtol=1e-12)
     # logged at steps 1, 8, 15, ...: the lr between rows is linear in s, so a linear warm-up
     # whose corner (step 295, the first at the peak) is logged is summed exactly
     lrs = learning_rates(700, warmup=294)
-    np.testing.assert_allclose(bnsl.dynamic_time((steps[::7], lrs[::7]), 700)[:694],
+    np.testing.assert_allclose(curves.dynamic_time((steps[::7], lrs[::7]), 700)[:694],
                                tau_by_loop(lrs)[:694], rtol=1e-12)
-    np.testing.assert_allclose(bnsl.dynamic_time((steps, np.full(700, 0.01)), 700), steps, rtol=1e-12)
+    np.testing.assert_allclose(curves.dynamic_time((steps, np.full(700, 0.01)), 700), steps, rtol=1e-12)
 
 
 def power_law_misfit(x, y):
@@ -114,8 +114,8 @@ def test_smoothing_in_tau_keeps_a_power_law_in_tau_one():
     lrs = learning_rates(3000, warmup=500)
     steps, tau = np.arange(1.0, 3001), tau_by_loop(lrs)
     losses = 6.0 * tau ** -0.15
-    in_tau = bnsl.log_moving_average(steps, losses, lr=(steps, lrs))
-    in_steps = bnsl.log_moving_average(steps, losses)
+    in_tau = curves.log_moving_average(steps, losses, lr=(steps, lrs))
+    in_steps = curves.log_moving_average(steps, losses)
     fitted = ~np.isnan(in_tau) & ~np.isnan(in_steps) & (steps > 10)
     # a sum over whole steps in place of an integral over tau leaves a little jitter
     assert power_law_misfit(tau[fitted], in_tau[fitted]) < 5e-4
@@ -198,7 +198,7 @@ def test_power_law_is_none_and_a_csv_without_lr_says_steps_only(tmp_path):
     path = tmp_path / "curve.csv"
     path.write_text("step,loss\n" + "".join(f"{s},{l}\n" for s, l in
                                            zip(steps, noisy(4.0 * steps ** -0.1, 0.03, seed=12))))
-    curve = bnsl.read_curve(str(path))
+    curve = curves.read_curve(str(path))
     assert curve["lr"] is None and any("fitted in steps only" in n for n in curve["notes"])
     judged = deceleration.deceleration_verdict(curve["steps"], curve["losses"], curve["lr"])
     assert judged["verdict"] == "none" and judged["t_d"] is None and judged["tau_fit"] is None
@@ -221,7 +221,7 @@ def test_the_error_of_t_d_covers_the_smoothings_shift():
 @pytest.mark.parametrize("name", ["olmo-14M", "olmo-472M"])
 def test_the_papers_olmo_curves_are_decelerations(name):
     # The paper's published curves: already smoothed and thinned, fitted from step 100.
-    curve = bnsl.read_curve(os.path.join(DATA, f"{name}.csv"))
+    curve = curves.read_curve(os.path.join(DATA, f"{name}.csv"))
     judged = deceleration.deceleration_verdict(curve["steps"], curve["losses"], curve["lr"],
                                                smooth="none", subsample="none", transient=100)
     assert judged["verdict"] == "deceleration", judged["reason"]
