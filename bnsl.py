@@ -360,39 +360,60 @@ def check_figure_path(path, inputs=()):
             raise CurveError(f"--plot={path} is an input curve; choose another file name")
 
 
+def draw_fit(axes, fit, colour, label, mark_t_d):
+    """One fitted curve on log-log axes; with mark_t_d also its two straight segments and t_d."""
+    steps = fit["steps"]
+    dense = np.geomspace(steps[0], steps[-1], 400)
+    axes.plot(steps, fit["losses"], color=colour, lw=2, alpha=0.35)
+    axes.plot(dense, bnsl_curve(fit, dense), color=colour, lw=1, label=label)
+    if not mark_t_d:
+        return
+    t_d, L_d, r_d = fit["t_d"], fit["L_d"], fit["r_d"]
+    end = fit["d2"] if fit["breaks"] == 2 else steps[-1]        # segment 2 ends at break 2
+    before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
+    axes.plot(before, fit["b"] * before ** -fit["c0"], color=colour, ls=":", lw=1)
+    axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)   # L_d (t_d/t)^r_d
+    axes.plot([t_d], [L_d], "o", color=colour, ms=5)
+    axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
+
+
 def plot_fits(results, path):
-    """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d."""
+    """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d.
+
+    results: fit_bnsl results with a "name"; t_d is marked only for a supported break, and, if
+    a result carries a "verdict" (deceleration.py), only for a deceleration. Results with a fit
+    in tau ("tau_fit") get a second panel: the loss against tau = sum lr / max lr."""
     import matplotlib
     import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(figsize=(7, 5))
+    in_tau = any("steps" in (result.get("tau_fit") or {}) for result in results)
+    figure, panels = plt.subplots(1, 1 + in_tau, figsize=(7 + 6 * in_tau, 5), squeeze=False)
     for index, result in enumerate(results):
-        colour = f"C{index % 10}"
-        steps = result["steps"]
-        dense = np.geomspace(steps[0], steps[-1], 400)
-        axes.plot(steps, result["losses"], color=colour, lw=2, alpha=0.35)
-        label = result.get("name", f"curve {index + 1}")
-        if result["t_d"] is None or not result["supported"]:   # no deceleration: no t_d to mark
-            axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
-                      label=label if result["t_d"] is None else f"{label}: no supported deceleration")
-            continue
-        t_d, L_d, r_d = result["t_d"], result["L_d"], result["r_d"]
-        axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
-                  label=f"{label}: t_d={t_d:.3g}, L_d={L_d:.3g}, r_d={r_d:.3g}")
-        end = result["d2"] if result["breaks"] == 2 else steps[-1]   # segment 2 ends at break 2
-        before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
-        axes.plot(before, result["b"] * before ** -result["c0"], color=colour, ls=":", lw=1)
-        axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)  # L_d (t_d/t)^r_d
-        axes.plot([t_d], [L_d], "o", color=colour, ms=5)
-        axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
-    all_losses = np.concatenate([result["losses"] for result in results])
-    axes.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss",
-             ylim=(0.95 * all_losses.min(), 1.05 * all_losses.max()),
-             title="BNSL fits (dotted: before t_d, dashed: after t_d)")
-    axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
-    axes.legend(fontsize=7)
+        colour, name = f"C{index % 10}", result.get("name", f"curve {index + 1}")
+        verdict = result.get("verdict")
+        mark = result["t_d"] is not None and result["supported"] and verdict in (None, "deceleration")
+        if mark:
+            label = f"{name}: t_d={result['t_d']:.3g}, L_d={result['L_d']:.3g}, r_d={result['r_d']:.3g}"
+        elif result["t_d"] is not None:
+            label = f"{name}: {verdict or 'no supported deceleration'}"
+        else:
+            label = name
+        draw_fit(panels[0, 0], result, colour, label, mark)
+        tau_fit = result.get("tau_fit") or {}
+        if "steps" in tau_fit:
+            label = (f"{name}: tau_d={tau_fit['t_d']:.3g} (step {result['tau_d_step']:.3g})"
+                     if tau_fit["supported"] else f"{name}: no supported break in tau")
+            draw_fit(panels[0, 1], tau_fit, colour, label, tau_fit["supported"])
+    for axes, clock in zip(panels[0], ["step", "tau = sum of lr / max lr"]):
+        losses = np.concatenate([r["losses"] if clock == "step" else r["tau_fit"]["losses"]
+                                 for r in results if clock == "step" or "steps" in (r.get("tau_fit") or {})])
+        axes.set(xscale="log", yscale="log", xlabel=clock, ylabel="training loss",
+                 ylim=(0.95 * losses.min(), 1.05 * losses.max()),
+                 title=f"BNSL fits against {clock.split(' ')[0]} (dotted: before t_d, dashed: after)")
+        axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        axes.legend(fontsize=7)
     figure.tight_layout()
     temporary = f"{path}.tmp{os.getpid()}"    # written whole, then renamed: never half a figure
     try:
@@ -405,25 +426,49 @@ def plot_fits(results, path):
 
 
 def plus_minus(result, key):
+    """"value±error" to 4 and 2 significant digits; a parameter at its bound has no error."""
     value, error = result.get(key), result.get(key + "_err")
     if value is None:
         return "-"
+    if key in result.get("at_bound", ()):
+        return f"{value:.4g} (at bound)"
     return f"{value:.4g}" if error is None or not np.isfinite(error) else f"{value:.4g}±{error:.2g}"
 
 
-def print_table(results):
-    keys = ["b", "c0"] + [f"{p}{k}" for k in range(1, results[0]["breaks"] + 1) for p in "cfd"]
-    header = ["name", "n"] + keys + ["L_d", "r_d", "L_hat_T", "L_T", "rsle", "rsle_pl", "note"]
-    rows = []
-    for r in results:
-        rows.append([r["name"], str(r["n_points"])] + [plus_minus(r, key) for key in keys]
-                    + [plus_minus(r, "L_d"), plus_minus(r, "r_d"), f"{r['L_hat_T']:.4g}",
-                       f"{r['L_T']:.4g}", f"{r['rsle']:.4f}", f"{r['rsle_power_law']:.4f}",
-                       "ok" if r["supported"] else "UNSUPPORTED: " + r["warning"]])
+def print_rows(header, rows):
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print("(d1 = t_d; errors are 1 sigma from sigma^2 (J^T J)^-1)")
+
+
+def print_table(results):
+    """The fits, one row each; then, for results with a verdict, the verdict and its numbers."""
+    keys = ["b", "c0"] + [f"{p}{k}" for k in range(1, results[0]["breaks"] + 1) for p in "cfd"]
+    print_rows(["name", "n"] + keys + ["L_d", "r_d", "L_hat_T", "L_T", "rsle", "rsle_pl", "note"],
+               [[r["name"], str(r["n_points"])] + [plus_minus(r, key) for key in keys]
+                + [plus_minus(r, "L_d"), plus_minus(r, "r_d"), f"{r['L_hat_T']:.4g}",
+                   f"{r['L_T']:.4g}", f"{r['rsle']:.4f}", f"{r['rsle_power_law']:.4f}",
+                   "ok" if r["supported"] else "UNSUPPORTED: " + r["warning"]] for r in results])
+    print(f"(d1 = t_d; errors are 1 sigma from sigma^2 (J^T J)^-1; at bound: f_k <= {2 * F_MIN:g}, "
+          f"a corner sharper than the fit resolves, whose error means nothing)")
+    judged = [r for r in results if "verdict" in r]
+    if not judged:
+        return
+    print("\nverdict (deceleration.py, 1-break fits): t_d±error incl. the smoothing's shift; "
+          "t(tau_d): the break in dynamic time, as a step; t_d of the run cut at 3/4 T and 1/2 T")
+
+    def cut_t_d(cut):
+        return f"{cut['t_d']:.4g}" if cut["supported"] else "none"
+    print_rows(["name", "verdict", "t_d", "smoothing", "t(tau_d)", "cut 3/4", "cut 1/2", "why"],
+               [[r["name"], r["verdict"],
+                 f"{r['t_d']:.4g}±{r['t_d_err_total']:.2g}" if r["verdict"] == "deceleration" else "-",
+                 f"{r['smoothing_shift']['t_d']:+.3g}" if r["smoothing_shift"] else "-",
+                 "steps only" if r["tau_fit"] is None else
+                 f"{r['tau_d_step']:.4g}" if r["tau_fit"]["supported"] else "none",
+                 *[cut_t_d(cut) for cut in r["cuts"]], r["verdict_reason"]] for r in judged])
+    for r in judged:
+        if r["notes"]:
+            print(f"{r['name']}: " + "; ".join(r["notes"]))
 
 
 def as_json(value):
@@ -433,28 +478,66 @@ def as_json(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def json_ready(value):
+    """as_json throughout dicts and lists, leaving out the fitted points ("steps", "losses")."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items() if key not in ("steps", "losses")}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return as_json(value)
+
+
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         sys.stderr.write(f"bnsl.py: error: {message} (see python bnsl.py --help)\n")
         sys.exit(2)
 
 
+def judge_curve(path, args):
+    """One curve as the command line reports it: the fit_bnsl result (with --breaks breaks) and
+    the verdict of deceleration.py (1-break fits) with its numbers. Raises CurveError."""
+    import deceleration   # it refits the curve in tau and cut short, with this module's fit_bnsl
+    curve = read_curve(path, args.step_column, args.loss_column,
+                       None if args.lr_column == "none" else args.lr_column)
+    prep = {"smooth": args.smooth, "subsample": args.subsample, "transient": args.transient}
+    judged = deceleration.deceleration_verdict(curve["steps"], curve["losses"], curve["lr"], **prep)
+    fit = judged["fit"]
+    if args.breaks != 1:
+        fit = fit_bnsl(*prepare_curve(curve["steps"], curve["losses"], **prep), breaks=args.breaks)
+    name = os.path.basename(os.path.normpath(path))
+    return {"name": name[:-4] if name.endswith(".csv") else name, **fit,
+            "verdict": judged["verdict"], "verdict_reason": judged["reason"],
+            "t_d_err_total": judged["t_d_err_total"], "smoothing_shift": judged["smoothing_shift"],
+            "tau_fit": judged["tau_fit"], "tau_d_step": judged["tau_d_step"],
+            "cuts": judged["cuts"], "notes": curve["notes"] + judged["notes"]}
+
+
 def main(argv=None):
     parser = OneLineParser(prog="bnsl.py", allow_abbrev=False,
-                           description="Fit a broken neural scaling law to loss curves and report "
-                           "loss deceleration: t_d, L_d = b t_d^-c0, r_d = c0 + c1.")
+                           description="Fit a broken neural scaling law to loss curves, report "
+                           "loss deceleration: t_d, L_d = b t_d^-c0, r_d = c0 + c1, and judge "
+                           "whether the break is a deceleration, the learning-rate schedule, or "
+                           "the end of the run.")
     parser.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_CSV",
-                        help="train.py run directories (log.csv) or CSV files with step,loss columns")
-    parser.add_argument("--breaks", type=int, choices=[0, 1, 2], default=1, help="breaks (default 1)")
+                        help="train.py run directories (log.csv) or CSV files with a header row")
+    parser.add_argument("--breaks", type=int, choices=[0, 1, 2], default=1,
+                        help="breaks in the fit reported first (default 1; the verdict uses 1)")
     parser.add_argument("--smooth", choices=["lma", "none"], default=DEFAULT_SMOOTH,
                         help="lma: loss at s = mean over steps floor(s/1.2)..s (default lma)")
     parser.add_argument("--subsample", choices=["log", "none"], default=DEFAULT_SUBSAMPLE,
-                        help="log: every step <100, 10th <1e3, 100th <1e4, 1000th beyond, + last "
-                        "(default log)")
+                        help="log: one logged row per bin of 1 step <100, 10 <1e3, 100 <1e4, "
+                        "1000 beyond, + the last (default log)")
     parser.add_argument("--transient", type=int, default=DEFAULT_TRANSIENT, metavar="N",
                         help=f"drop steps <= N (default {DEFAULT_TRANSIENT}: about 5%% of our "
                         "100-200 step warm-up, as the paper's 100 was of its 2000; the paper's "
                         "published curves need --smooth=none --subsample=none --transient=100)")
+    parser.add_argument("--step_column", default="step", metavar="NAME",
+                        help="the CSV column of steps (default step)")
+    parser.add_argument("--loss_column", default="loss", metavar="NAME",
+                        help="the CSV column of losses (default loss; e.g. val/loss of a tracker)")
+    parser.add_argument("--lr_column", default="lr", metavar="NAME",
+                        help="the CSV column of learning rates, for the fit in dynamic time "
+                        "(default lr; none: fit in steps only)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--plot", metavar="FILE.png", help="save a log-log figure of the fits")
     args = parser.parse_args(argv)
@@ -466,15 +549,10 @@ def main(argv=None):
         if args.plot is not None:   # before any fitting
             check_figure_path(args.plot, args.paths)
         for path in args.paths:
-            name = os.path.basename(os.path.normpath(path))
-            name = name[:-4] if name.endswith(".csv") else name
-            steps, losses = prepare_curve(*load_curve(path), args.smooth, args.subsample,
-                                          args.transient)
             try:
-                result = fit_bnsl(steps, losses, breaks=args.breaks)
+                results.append(judge_curve(path, args))
             except CurveError as error:
-                raise CurveError(f"{path}: {error}") from None
-            results.append({"name": name, **result})
+                raise CurveError(error if str(error).startswith(path) else f"{path}: {error}") from None
         if args.plot is not None:
             plot_fits(results, args.plot)
     except (CurveError, OSError) as error:
@@ -482,10 +560,11 @@ def main(argv=None):
 
     try:
         if args.json:
-            print(json.dumps([{key: as_json(value) for key, value in r.items()
-                               if key not in ("steps", "losses")} for r in results], indent=1))
+            print(json.dumps(json_ready(results), indent=1))
         else:
             print_table(results)
+        if args.plot is not None:   # with --json, stdout holds the JSON alone
+            print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:   # the reader stopped early (e.g. `| head -1`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -162,7 +162,11 @@ def deceleration_verdict(steps, losses, lr=None, smooth=curves.DEFAULT_SMOOTH,
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     prep = {"smooth": smooth, "subsample": subsample, "transient": transient}
     notes = []
-    fit = bnsl.fit_bnsl(*curves.prepare_curve(steps, losses, **prep, report=notes))
+    prepared = curves.prepare_curve(steps, losses, **prep, report=notes)
+    try:
+        fit = bnsl.fit_bnsl(*prepared)
+    except curves.CurveError as error:   # too few points: say which stage of preparing took them
+        raise curves.CurveError("; ".join([str(error)] + notes)) from None
     shift = smoothing_shift(fit, steps, losses, prep)
     tau_fit, tau_d_step = fit_in_tau(steps, losses, lr, prep, notes) if lr is not None else (None, None)
     cuts = [fit_cut(steps, losses, c, prep) for c in CUTS]
