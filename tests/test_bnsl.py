@@ -332,6 +332,15 @@ def test_table_json_and_plot(curve_csv, tmp_path):
     # The log moving average lags: the window [s/1.2, s] is centred near 0.92 s, so the
     # smoothed curve bends at about 200 / 0.92 = 218 instead of 200.
     assert 200.0 < results[1]["t_d"] < 230.0
+    # the verdict and the numbers behind it; a CSV without learning rates says it is steps only
+    small, run = results
+    assert run["verdict"] == "deceleration" and run["tau_fit"]["supported"]
+    assert run["tau_d_step"] == pytest.approx(run["t_d"], rel=1e-3)   # a constant LR: tau = t
+    assert [cut["cut"] for cut in run["cuts"]] == [0.75, 0.5]
+    assert run["t_d_err_total"] > run["t_d_err"] and run["smoothing_shift"]["t_d"] > 0
+    assert small["tau_fit"] is None and "no 'lr' column: fitted in steps only" in small["notes"]
+    verdict_rows = table.stdout.split("why")[1].splitlines()
+    assert verdict_rows[1].split()[:2] == ["small", small["verdict"]] and "steps only" in verdict_rows[1]
     with open(plot_path, "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(plot_path) > 10000
