@@ -454,21 +454,26 @@ def print_table(results):
     judged = [r for r in results if "verdict" in r]
     if not judged:
         return
-    print("\nverdict (deceleration.py, 1-break fits): t_d±error incl. the smoothing's shift; "
-          "t(tau_d): the break in dynamic time, as a step; t_d of the run cut at 3/4 T and 1/2 T")
-
-    def cut_t_d(cut):
-        return f"{cut['t_d']:.4g}" if cut["supported"] else "none"
+    print("\nverdict (deceleration.py, 1-break fits): its t_d, with an error that includes the "
+          "smoothing's shift; t(tau_d): the break in dynamic time, as a step; cut c: t_d of the "
+          "run cut at c T")
     print_rows(["name", "verdict", "t_d", "smoothing", "t(tau_d)", "cut 3/4", "cut 1/2", "why"],
-               [[r["name"], r["verdict"],
-                 f"{r['t_d']:.4g}±{r['t_d_err_total']:.2g}" if r["verdict"] == "deceleration" else "-",
-                 f"{r['smoothing_shift']['t_d']:+.3g}" if r["smoothing_shift"] else "-",
-                 "steps only" if r["tau_fit"] is None else
-                 f"{r['tau_d_step']:.4g}" if r["tau_fit"]["supported"] else "none",
-                 *[cut_t_d(cut) for cut in r["cuts"]], r["verdict_reason"]] for r in judged])
+               [verdict_row(r) for r in judged])
     for r in judged:
         if r["notes"]:
             print(f"{r['name']}: " + "; ".join(r["notes"]))
+
+
+def verdict_row(r):
+    """The verdict table's cells for one judge_curve result."""
+    t_d = "-" if r["verdict_t_d"] is None else f"{r['verdict_t_d']:.4g}±{r['t_d_err_total']:.2g}"
+    shift = f"{r['smoothing_shift']['t_d']:+.3g}" if r["smoothing_shift"] else "-"
+    if r["tau_fit"] is None:
+        in_tau = "steps only"
+    else:
+        in_tau = f"{r['tau_d_step']:.4g}" if r["tau_fit"]["supported"] else "none"
+    cuts = [f"{cut['t_d']:.4g}" if cut["supported"] else "none" for cut in r["cuts"]]
+    return [r["name"], r["verdict"], t_d, shift, in_tau, *cuts, r["verdict_reason"]]
 
 
 def as_json(value):
@@ -507,6 +512,7 @@ def judge_curve(path, args):
     name = os.path.basename(os.path.normpath(path))
     return {"name": name[:-4] if name.endswith(".csv") else name, **fit,
             "verdict": judged["verdict"], "verdict_reason": judged["reason"],
+            "verdict_t_d": judged["t_d"],
             "t_d_err_total": judged["t_d_err_total"], "smoothing_shift": judged["smoothing_shift"],
             "tau_fit": judged["tau_fit"], "tau_d_step": judged["tau_d_step"],
             "cuts": judged["cuts"], "notes": curve["notes"] + judged["notes"]}

@@ -34,7 +34,7 @@ import numpy as np
 DEFAULT_SMOOTH = "lma"
 DEFAULT_SUBSAMPLE = "log"
 DEFAULT_TRANSIENT = 10
-MAX_SMOOTHED_STEPS = 1e7  # --smooth=lma fills in every step: at most this many
+MAX_SMOOTHED_STEPS = 1e7  # --smooth=lma and tau fill in every step: at most this many
 LMA_RATIO = 1.2           # --smooth=lma's window: the steps from s / 1.2 to s
 
 
@@ -43,6 +43,25 @@ class CurveError(ValueError):
 
 
 # ---------------------------------------------------------------- 1. reading a curve
+
+def read_rows(path):
+    """(path of the CSV, its rows as lists of strings), from a CSV or a train.py run directory."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "log.csv")
+    if not os.path.isfile(path):
+        what = "not a regular file" if os.path.exists(path) else "no such file"
+        raise CurveError(f"{path}: {what}; give a CSV with a 'step,loss' header "
+                         "or a train.py run directory holding log.csv")
+    try:   # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            return path, list(csv.reader(file))
+    except UnicodeDecodeError as error:
+        raise CurveError(f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 "
+                         "CSV with a 'step,loss' header") from None
+    except csv.Error as error:   # a NUL byte, a field too large, ...
+        raise CurveError(f"{path}: not a readable CSV ({error}); save it as a plain CSV "
+                         "with a 'step,loss' header") from None
+
 
 def read_curve(path, step_column="step", loss_column="loss", lr_column="lr"):
     """A loss curve from a CSV with a header row (a train.py log.csv, a tracker's export, ...) or
@@ -55,21 +74,7 @@ def read_curve(path, step_column="step", loss_column="loss", lr_column="lr"):
     learning rate keeps its loss. Raises CurveError (one line: the file, the line, the fix) for
     anything else: no such column, a cell that is not a number, nan/inf, unsorted steps, ...
     """
-    if os.path.isdir(path):
-        path = os.path.join(path, "log.csv")
-    if not os.path.isfile(path):
-        what = "not a regular file" if os.path.exists(path) else "no such file"
-        raise CurveError(f"{path}: {what}; give a CSV with a 'step,loss' header "
-                         "or a train.py run directory holding log.csv")
-    try:   # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = list(csv.reader(file))
-    except UnicodeDecodeError as error:
-        raise CurveError(f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 "
-                         "CSV with a 'step,loss' header") from None
-    except csv.Error as error:   # a NUL byte, a field too large, ...
-        raise CurveError(f"{path}: not a readable CSV ({error}); save it as a plain CSV "
-                         "with a 'step,loss' header") from None
+    path, rows = read_rows(path)
     header = [name.strip() for name in rows[0]] if rows else []
     for column, flag in ((step_column, "--step_column"), (loss_column, "--loss_column")):
         if column not in header:
@@ -103,23 +108,28 @@ def read_curve(path, step_column="step", loss_column="loss", lr_column="lr"):
     repeated = np.r_[False, (np.diff(steps) == 0) & (np.diff(losses) == 0)]
     steps, losses = steps[~repeated], losses[~repeated]
     check_curve(steps, losses, path)
-    lr = np.unique(np.array([(s, r) for s, _, r in values if r is not None]).reshape(-1, 2), axis=0).T
-    if columns[2] is None or lr.shape[1] == 0:
+    lr = learning_rates([(s, r) for s, _, r in values if r is not None], path, lr_column,
+                        columns[2] is not None, notes)
+    return {"steps": steps, "losses": losses, "lr": lr, "notes": notes}
+
+
+def learning_rates(pairs, path, lr_column, has_column, notes):
+    """(lr_steps, lrs) from [(step, lr)], checked; None (and a note why) when there are none."""
+    if not pairs:
         if not lr_column:
             why = "no learning rates asked for"
         else:
-            why = f"no {lr_column!r} column" if columns[2] is None else f"the {lr_column!r} column is blank"
+            why = f"the {lr_column!r} column is blank" if has_column else f"no {lr_column!r} column"
         notes.append(f"{why}: fitted in steps only")
-        lr = None
-    else:
-        if not (np.all(np.isfinite(lr[1])) and np.all(lr[1] >= 0) and np.any(lr[1] > 0)):
-            raise CurveError(f"{path}: the {lr_column!r} column must hold finite learning rates "
-                             f">= 0, not all 0; fix it, or fit in steps only with --lr_column=none")
-        if np.any(np.diff(lr[0]) == 0):
-            raise CurveError(f"{path}: two learning rates at step {lr[0][np.argmin(np.diff(lr[0]))]:g}; "
-                             "keep one row per step")
-        lr = (lr[0], lr[1])
-    return {"steps": steps, "losses": losses, "lr": lr, "notes": notes}
+        return None
+    lr_steps, lrs = np.unique(np.array(pairs), axis=0).T     # sorted; a row logged twice once
+    if not (np.all(np.isfinite(lrs)) and np.all(lrs >= 0) and np.any(lrs > 0)):
+        raise CurveError(f"{path}: the {lr_column!r} column must hold finite learning rates "
+                         f">= 0, not all 0; fix it, or fit in steps only with --lr_column=none")
+    if np.any(np.diff(lr_steps) == 0):
+        raise CurveError(f"{path}: two learning rates at step {lr_steps[np.argmin(np.diff(lr_steps))]:g}; "
+                         "keep one row per step")
+    return lr_steps, lrs
 
 
 def load_curve(path):
@@ -152,6 +162,9 @@ def dynamic_time(lr, last_step):
     gives the clock in which the optimizer actually moved. lr = (lr_steps, lrs) as read_curve
     returns it: lr_s between logged rows is interpolated linearly in s; before the first logged
     row it is taken to be the first logged value (a log that starts late does not say)."""
+    if last_step > MAX_SMOOTHED_STEPS:
+        raise CurveError(f"tau sums the learning rate of every step, and the curve has {last_step:.3g} "
+                         f"(at most {MAX_SMOOTHED_STEPS:.0e}); fit in steps only (--lr_column=none)")
     lr_steps, lrs = lr
     lr_every = np.interp(np.arange(1, last_step + 1), lr_steps, lrs)
     if not lr_every.max() > 0:

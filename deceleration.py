@@ -45,8 +45,9 @@ with a 1-sigma error of ~1. The lag grows with the window's log-width, so refitt
 window halved (ratio sqrt 1.2) moves each of t_d, L_d, r_d by half the shift: we report
 shift = 2 (value - value with half the window), and t_d_err_total = t_d_err + |shift of t_d|.
 
-    result = deceleration_verdict(steps, losses, lr=(lr_steps, lrs))   # lr=None: steps only
-    result["verdict"], result["t_d"]       # t_d is None unless the verdict is "deceleration"
+    curve = curves.read_curve("runs/small")        # a train.py run directory, or any CSV
+    result = deceleration_verdict(curve["steps"], curve["losses"], curve["lr"])   # lr None: steps
+    result["verdict"], result["t_d"]                 # t_d is None unless "deceleration"
 """
 import numpy as np
 
@@ -109,18 +110,19 @@ def smoothing_shift(fit, steps, losses, prep):
 
 
 def fit_in_tau(steps, losses, lr, prep, notes):
-    """The 1-break fit of the curve against tau: (result, t(tau_d)), or (None, None) if tau cannot
-    be formed. The rows are those of the fit in steps, smoothed in tau (curves.log_moving_average);
-    a fit that fails is {"supported": False, "warning": why}. notes: a list told what happened."""
-    if np.any(steps != np.round(steps)):
-        notes.append("steps are not whole numbers, so there is no tau: fitted in steps only")
+    """The 1-break fit of the curve against tau: (result, t(tau_d)), or (None, None), with a note,
+    if tau cannot be formed. The rows are those of the fit in steps, smoothed in tau
+    (curves.log_moving_average); a fit that fails is {"supported": False, "warning": why}."""
+    if np.any(steps != np.round(steps)) or steps[-1] > curves.MAX_SMOOTHED_STEPS:
+        notes.append("tau sums the learning rate of every whole step, and these steps are not "
+                     f"whole or more than {curves.MAX_SMOOTHED_STEPS:.0e}: fitted in steps only")
         return None, None
-    counted = steps >= 1                                     # tau(t) starts at step 1
+    tau = curves.dynamic_time(lr, int(steps[-1]))             # tau at steps 1 .. T
+    counted = steps >= 1                                       # tau(t) starts at step 1
     try:
         kept, smoothed = curves.prepare_curve(steps[counted], losses[counted], **prep, lr=lr)
-        tau = curves.dynamic_time(lr, int(steps[-1]))          # tau at steps 1 .. T
         x = tau[kept.astype(np.int64) - 1]
-        moves = np.r_[True, np.diff(x) > 0]                  # a step at lr 0 adds no tau: drop it
+        moves = np.r_[True, np.diff(x) > 0]                    # a step at lr 0 adds no tau: drop it
         if not moves.all():
             notes.append(f"{np.sum(~moves)} rows at a learning rate of 0 dropped from the fit in tau")
         fit = bnsl.fit_bnsl(x[moves], smoothed[moves], clock="tau")

@@ -466,3 +466,13 @@ def test_every_file_written_is_named(curve_csv, tmp_path):
     assert table.returncode == 0 and table.stdout.splitlines()[-1] == f"wrote {figure}"
     as_json = run_cli(curve_csv, "--plot", figure, "--json")
     assert as_json.stderr == f"wrote {figure}\n" and json.loads(as_json.stdout)
+
+
+def test_the_verdict_uses_one_break_whatever_breaks_the_table_shows(curve_csv, capsys):
+    bnsl.main([str(curve_csv), "--json"])
+    [one] = json.loads(capsys.readouterr().out)
+    bnsl.main([str(curve_csv), "--json", "--breaks=0"])
+    [zero] = json.loads(capsys.readouterr().out)
+    assert zero["breaks"] == 0 and zero["t_d"] is None
+    assert one["verdict"] == zero["verdict"] == "deceleration"
+    assert zero["verdict_t_d"] == one["verdict_t_d"] == one["t_d"]

@@ -226,3 +226,12 @@ def test_the_papers_olmo_curves_are_decelerations(name):
                                                smooth="none", subsample="none", transient=100)
     assert judged["verdict"] == "deceleration", judged["reason"]
     assert 4600 / 1.1 < judged["t_d"] < 6100 * 1.1      # the paper: 4.6k-6.1k for every size
+
+
+def test_a_curve_too_long_to_sum_tau_is_judged_in_steps_and_says_so():
+    steps = np.unique(np.geomspace(10, 3e7, 300).round())
+    losses = bnsl_loss(steps, 6.0, 0.12, -0.09, 3e4, 0.3)
+    judged = deceleration.deceleration_verdict(steps, losses, lr=(steps, np.full(len(steps), 1e-3)),
+                                               smooth="none")
+    assert judged["verdict"] == "deceleration" and judged["tau_fit"] is None, judged["reason"]
+    assert any("fitted in steps only" in note for note in judged["notes"])
