@@ -98,8 +98,9 @@ def judge(fit, tau_fit=None, tau_d_step=None, cuts=()):
 def smoothing_shift(fit, steps, losses, prep):
     """{t_d, L_d, r_d}: how far the log moving average moved each, estimated as
     2 (value - value with the window's log-width halved, ratio sqrt 1.2). None when the curve
-    is not smoothed, the fit has no break, or the refit fails."""
-    if prep["smooth"] != "lma" or fit["t_d"] is None:
+    is not smoothed, the fit has no supported break (its t_d is no step of anything), or the
+    refit fails."""
+    if prep["smooth"] != "lma" or not fit["supported"]:
         return None
     try:
         half = bnsl.fit_bnsl(*curves.prepare_curve(steps, losses, **prep,
@@ -153,7 +154,8 @@ def deceleration_verdict(steps, losses, lr=None, smooth=curves.DEFAULT_SMOOTH,
       verdict, reason     one of VERDICTS, and the numbers it rests on (see judge)
       t_d                 the deceleration step if verdict == "deceleration", else None
       fit                 bnsl.fit_bnsl of the whole curve in steps (t_d, L_d, r_d, errors, ...)
-      smoothing_shift     {t_d, L_d, r_d}: what the smoothing moved them by (None: not smoothed)
+      smoothing_shift     {t_d, L_d, r_d}: what the smoothing moved them by (None: not smoothed,
+                          or no supported break)
       t_d_err_total       t_d_err + |smoothing shift of t_d|: a +- that covers the lag too
       tau_fit, tau_d_step the fit against tau and its break as a step (None without lr)
       cuts                [fit_cut results] for c = 3/4 and 1/2

@@ -202,6 +202,7 @@ def test_power_law_is_none_and_a_csv_without_lr_says_steps_only(tmp_path):
     assert curve["lr"] is None and any("fitted in steps only" in n for n in curve["notes"])
     judged = deceleration.deceleration_verdict(curve["steps"], curve["losses"], curve["lr"])
     assert judged["verdict"] == "none" and judged["t_d"] is None and judged["tau_fit"] is None
+    assert judged["smoothing_shift"] is None          # no supported break: nothing was shifted
 
 
 def test_the_error_of_t_d_covers_the_smoothings_shift():
