@@ -1,7 +1,7 @@
 """
 bnsl.py: find loss deceleration by fitting a broken neural scaling law (BNSL).
 
-The model (design.md section 1), in log-log space, with K = 0, 1 or 2 breaks:
+The model, in log-log space, with K = 0, 1 or 2 breaks:
 
     log L(t) = log b - c0 log t - sum_k c_k f_k softplus((log t - log d_k) / f_k)
 
@@ -45,192 +45,35 @@ How the fit works (numpy only):
      supported=False and a warning that says why; t_d, L_d and r_d of an unsupported fit are
      numbers of a curve, not a deceleration, and zsl.py and reproduce.py do not use them.
 
-Preprocessing (the paper's recipe, each step optional, applied in this order):
-  --smooth=lma       log moving average: the loss at step s becomes the mean of the loss over
-                     the steps floor(s/1.2) .. s (the paper's mean(x[floor(j/1.2)..j])). The
-                     window is one of steps, not of logged rows: steps that were not logged
-                     are filled in by log-log interpolation first, so a curve logged every 10
-                     or 100 steps is smoothed like one logged at every step.
-  --subsample=log    keep every step below 100, every 10th below 1000, every 100th below
-                     10000, every 1000th beyond, and the last step.
-  --transient=N      drop steps <= N.
-Defaults, chosen for our runs (train.py logs the noisy batch loss at every step 1..~3000,
-with the knee near the end of a 100-200 step warm-up): smoothing and subsampling on, as in
-the paper, and transient = 10: the paper's 100 was 5 % of its 2000-step warm-up; 5 % of ours
-is 5-10 steps, which drops the first flat steps at ln(vocab) yet keeps the pre-break segment.
-For the paper's own published curves use --smooth=none --subsample=none --transient=100.
+Reading and preparing the curve (smoothing, thinning, the transient; in steps or in dynamic
+time) are in curves.py; whether a supported break is a deceleration, rather than the learning-
+rate schedule or the end of the run, is judged in deceleration.py, and reported here.
 
     python bnsl.py runs/small runs/big --plot fits.png
     python bnsl.py curve.csv --breaks=2 --json
 """
 import argparse
-import csv
 import json
 import os
 import sys
 
 import numpy as np
 
-from support.cli import UsageError
+# what bnsl.py, and the tools that import it, read and prepare curves with
+from curves import (DEFAULT_SMOOTH, DEFAULT_SUBSAMPLE, DEFAULT_TRANSIENT, LMA_RATIO,  # noqa: F401
+                    CurveError, check_curve, dynamic_time, load_curve, log_moving_average,
+                    log_subsample_mask, prepare_curve, read_curve)
+from support.cli import OneLineParser, guarded
 
-DEFAULT_SMOOTH = "lma"
-DEFAULT_SUBSAMPLE = "log"
-DEFAULT_TRANSIENT = 10
 MAX_RELATIVE_ERROR = 1.0  # a supported break has c_k and d_k each known to +-100 % (1 sigma)
 MIN_RSLE_GAIN = 0.3       # ... and cuts the RSLE of one break fewer by at least 30 %
 MIN_POINTS_PER_PARAM = 3  # ... from at least 3 fitted points per free parameter (15 for 1 break)
 MIN_BEND = 0.05           # ... and lifts the last loss >= 5 % (in log) above the first segment
 EXACT_RSLE = 1e-9         # one break fewer fitting this well (e.g. a constant curve) leaves no bend
 F_MIN = 1e-3              # smallest break width f we allow (f -> 0 is a sharp corner)
-MAX_SMOOTHED_STEPS = 1e7  # --smooth=lma fills in every step: at most this many
 
 
-CurveError = UsageError  # bad input: the command line prints it as one line and exits with status 2
-
-
-# ---------------------------------------------------------------- 1. reading a curve
-
-def load_curve(path):
-    """(steps, losses) from a CSV with a step,loss header, or a train.py run directory (log.csv)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "log.csv")
-    if not os.path.isfile(path):
-        what = "not a regular file" if os.path.exists(path) else "no such file"
-        raise CurveError(f"{path}: {what}; give a CSV with a 'step,loss' header "
-                         "or a train.py run directory holding log.csv")
-    try:   # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = list(csv.reader(file))
-    except UnicodeDecodeError as error:
-        raise CurveError(f"{path}: not UTF-8 text (byte {error.start}); save it as a UTF-8 "
-                         "CSV with a 'step,loss' header") from None
-    except csv.Error as error:   # a NUL byte, a field too large, ...
-        raise CurveError(f"{path}: not a readable CSV ({error}); save it as a plain CSV "
-                         "with a 'step,loss' header") from None
-    header = [name.strip() for name in rows[0]] if rows else []
-    if "step" not in header or "loss" not in header:
-        raise CurveError(f"{path}: the first row must be a header naming 'step' and 'loss' columns")
-    step_col, loss_col = header.index("step"), header.index("loss")
-    steps, losses = [], []
-    for line_number, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        try:
-            steps.append(float(row[step_col]))
-            losses.append(float(row[loss_col]))
-        except (ValueError, IndexError):
-            raise CurveError(f"{path}, line {line_number}: cannot read a step and a loss "
-                             f"from {','.join(row)!r}; fix or delete that line") from None
-    if not steps:
-        raise CurveError(f"{path}: a header but no data rows; give a curve with at least "
-                         "one 'step,loss' row per logged step")
-    steps, losses = np.array(steps), np.array(losses)
-    # A row logged twice (same step, same loss) is harmless: keep one copy.
-    repeated = np.r_[False, (np.diff(steps) == 0) & (np.diff(losses) == 0)]
-    steps, losses = steps[~repeated], losses[~repeated]
-    check_curve(steps, losses, path)
-    return steps, losses
-
-
-def check_curve(steps, losses, name):
-    """Raise CurveError unless the curve can be fitted in log-log space."""
-    if len(steps) == 0:
-        raise CurveError(f"{name}: no data rows")
-    if not (np.all(np.isfinite(steps)) and np.all(np.isfinite(losses))):
-        raise CurveError(f"{name}: steps and losses must be finite numbers (found nan or inf); "
-                         "a diverged run cannot be fitted")
-    if np.any(losses <= 0):
-        raise CurveError(f"{name}: losses must be positive to take their log "
-                         f"(found {losses.min():g})")
-    if np.any(np.diff(steps) <= 0):
-        bad = int(np.argmax(np.diff(steps) <= 0))
-        raise CurveError(f"{name}: steps must be strictly increasing, but step {steps[bad]:g} "
-                         f"is followed by {steps[bad + 1]:g}; sort the file and drop duplicates")
-
-
-# ---------------------------------------------------------------- 2. preparing a curve
-
-def log_moving_average(steps, losses):
-    """smoothed(s) = mean of the loss over the whole steps floor(s/1.2), ..., s (the paper's
-    mean(x[floor(j/1.2) .. j])), with the steps that were not logged filled in first.
-
-    The window is one of *steps*, not of logged rows: a run logged every 10 steps has one row
-    in the window of step 20 but seven in that of step 400, and a mean over rows would then be
-    unlagged early and lagged late -- a bend that is not in the loss. So the loss at an unlogged
-    step j between logged steps t_a < j < t_b is interpolated linearly in log-log space,
-        log L(j) = log L(t_a) + (log j - log t_a) / (log t_b - log t_a) (log L(t_b) - log L(t_a)),
-    which is exact for a power law. A window that reaches before the first logged step (or into
-    a gap next to a step <= 0, where log t does not exist) cannot be averaged: its step gets nan,
-    and prepare_curve drops it. Logged at every step, nothing is interpolated and nothing but
-    the first step is dropped.
-    """
-    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
-    if np.any(steps != np.round(steps)):
-        raise CurveError("--smooth=lma averages over whole steps, but the steps are not whole "
-                         "numbers; use --smooth=none")
-    if steps[-1] - steps[0] > MAX_SMOOTHED_STEPS:
-        raise CurveError(f"--smooth=lma fills in every step, and the curve spans "
-                         f"{steps[-1] - steps[0]:.3g} steps (at most {MAX_SMOOTHED_STEPS:.0e}); "
-                         "use --smooth=none")
-    first = int(steps[0])
-    every_step = np.arange(first, int(steps[-1]) + 1, dtype=float)
-    per_step = np.full(len(every_step), np.nan)
-    per_step[(steps - first).astype(np.int64)] = losses
-    positive = steps > 0
-    fill = np.isnan(per_step) & (every_step > steps[positive][0] if positive.any() else False)
-    per_step[fill] = np.exp(np.interp(np.log(every_step[fill]), np.log(steps[positive]),
-                                      np.log(losses[positive])))
-    known = ~np.isnan(per_step)
-    running_sum = np.r_[0.0, np.cumsum(np.where(known, per_step, 0.0))]
-    running_known = np.r_[0, np.cumsum(known)]
-    start = np.floor(steps / 1.2) - first                    # window start, as an index
-    end = steps - first                                      # window end, as an index
-    inside = start >= 0
-    start, end = np.maximum(start, 0).astype(np.int64), end.astype(np.int64)
-    count = end + 1 - start
-    complete = inside & (running_known[end + 1] - running_known[start] == count)
-    mean = (running_sum[end + 1] - running_sum[start]) / count
-    return np.where(complete, mean, np.nan)
-
-
-def log_subsample_mask(steps):
-    """Every step < 100, every 10th < 1000, every 100th < 10000, every 1000th beyond; + the last."""
-    steps = np.asarray(steps, dtype=np.int64)
-    keep = ((steps < 100)
-            | ((steps < 1000) & (steps % 10 == 0))
-            | ((steps < 10000) & (steps % 100 == 0))
-            | (steps % 1000 == 0))
-    keep[-1] = True
-    return keep
-
-
-def prepare_curve(steps, losses, smooth=DEFAULT_SMOOTH, subsample=DEFAULT_SUBSAMPLE,
-                  transient=DEFAULT_TRANSIENT):
-    """Smooth, then subsample, then drop steps <= transient (the paper's order). Steps whose
-    smoothing window reaches before the first logged step are dropped too (they have no value)."""
-    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
-    if smooth not in ("lma", "none") or subsample not in ("log", "none"):
-        raise CurveError(f"unknown preprocessing smooth={smooth!r} subsample={subsample!r}; "
-                         "use smooth=lma|none and subsample=log|none")
-    if len(steps) == 0:
-        return steps, losses
-    if smooth == "lma":
-        losses = log_moving_average(steps, losses)
-    if subsample == "log":
-        keep = log_subsample_mask(steps)
-        steps, losses = steps[keep], losses[keep]
-    keep = steps > transient
-    if not keep.any():
-        raise CurveError(f"--transient={transient:g} drops every step (the curve ends at step "
-                         f"{steps[-1]:g}); use a smaller --transient")
-    keep &= ~np.isnan(losses)
-    if not keep.any():
-        raise CurveError(f"no step after {steps[0]:g} has a full smoothing window "
-                         f"(steps {steps[0]:g}..{steps[-1]:g}); give a longer curve or --smooth=none")
-    return steps[keep], losses[keep]
-
-
-# ---------------------------------------------------------------- 3. the model and its Jacobian
+# ---------------------------------------------------------------- 1. the model and its Jacobian
 # Parameters theta = [log b, c0, (c_k, log d_k, f_k) for each break k].
 
 def softplus(z):
@@ -263,7 +106,7 @@ def bnsl_jacobian(theta, log_t):
     return np.stack(columns, axis=1)
 
 
-# ---------------------------------------------------------------- 4. fitting
+# ---------------------------------------------------------------- 2. fitting
 
 def projection_starts(log_t, log_loss, n_breaks, grid_size, max_starts=4):
     """Best (log d_k, f_k) on a grid, each with its exact linear fit of (log b, c0, c_k).
@@ -373,8 +216,9 @@ def fit_theta(log_t, log_loss, n_breaks):
     return np.r_[best[:2], breaks[np.argsort(breaks[:, 1])].ravel()]
 
 
-def fit_bnsl(steps, losses, breaks=1):
-    """Fit the BNSL to a prepared curve; a dict of parameters, errors and derived numbers."""
+def fit_bnsl(steps, losses, breaks=1, clock="step"):
+    """Fit the BNSL to a prepared curve; a dict of parameters, errors and derived numbers.
+    steps: [n] positive times (steps, or tau when clock="tau": it names them in the warning)."""
     steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
     check_curve(steps, losses, "curve")
     n_params = 2 + 3 * breaks
@@ -382,7 +226,7 @@ def fit_bnsl(steps, losses, breaks=1):
         raise CurveError(f"breaks={breaks!r}: choose 0, 1 or 2")
     if len(steps) <= n_params:
         raise CurveError(f"{len(steps)} points left after preprocessing, but a {breaks}-break fit "
-                         f"has {n_params} parameters; give a longer curve or a smaller --transient")
+                         f"has {n_params} parameters; give a longer or denser curve")
     if steps[0] <= 0:
         raise CurveError("steps must be positive for log t; drop step 0 (e.g. --transient=0)")
     log_t, log_loss = np.log(steps), np.log(losses)
@@ -413,6 +257,9 @@ def fit_bnsl(steps, losses, breaks=1):
         result.update({f"c{k + 1}": c, f"c{k + 1}_err": error[2 + 3 * k],
                        f"d{k + 1}": np.exp(log_d), f"d{k + 1}_err": np.exp(log_d) * error[3 + 3 * k],
                        f"f{k + 1}": f, f"f{k + 1}_err": error[4 + 3 * k]})
+    # A sharp corner drives f_k to its bound F_MIN: its value is "sharper than we resolve" and
+    # its +- (from a curvature the bound cuts off) means nothing.
+    result["at_bound"] = [f"f{k + 1}" for k in range(breaks) if result[f"f{k + 1}"] <= 2 * F_MIN]
 
     power_law = theta if breaks == 0 else fit_power_law(log_t, log_loss)
     rss_power_law = rss_of(power_law)
@@ -457,8 +304,8 @@ def fit_bnsl(steps, losses, breaks=1):
                         f"{MIN_POINTS_PER_PARAM * n_params}); give a longer or denser curve")
     for k in range(breaks):
         if not steps[0] <= result[f"d{k + 1}"] <= steps[-1]:
-            problems.append(f"break {k + 1} at step {result[f'd{k + 1}']:.3g} lies outside "
-                            f"the fitted steps {steps[0]:g}..{steps[-1]:g}")
+            problems.append(f"break {k + 1} at {clock} {result[f'd{k + 1}']:.3g} lies outside "
+                            f"the fitted {clock}s {steps[0]:.4g}..{steps[-1]:.4g}")
         vague = [f"{p}{k + 1}" for p in "cd"
                  if not result[f"{p}{k + 1}_err"] < MAX_RELATIVE_ERROR * abs(result[f"{p}{k + 1}"])]
         if vague:
@@ -477,8 +324,9 @@ def fit_bnsl(steps, losses, breaks=1):
             bic_fewer = n * np.log(rss_fewer / n) + (n_params - 3) * np.log(n)
             gain = 1 - np.sqrt(rss / rss_fewer)                   # 1 - RSLE / RSLE(one break fewer)
             if bic >= bic_fewer or gain < MIN_RSLE_GAIN:
-                problems.append(f"{breaks} break(s) no better than {breaks - 1} (RSLE {gain:.0%} "
-                                f"lower, BIC {bic:.1f} vs {bic_fewer:.1f})")
+                problems.append(f"{breaks} break(s) no better than {breaks - 1}: RSLE {gain:.0%} "
+                                f"lower (needs {MIN_RSLE_GAIN:.0%}), BIC {bic:.1f} vs "
+                                f"{bic_fewer:.1f} (needs lower)")
     result["supported"] = not problems
     result["warning"] = "; ".join(problems) or None
     result["steps"], result["losses"] = steps, losses        # the fitted points, for plots
@@ -493,7 +341,7 @@ def bnsl_curve(result, steps):
     return np.exp(bnsl_log_loss(np.array(theta), np.log(steps)))
 
 
-# ---------------------------------------------------------------- 5. output
+# ---------------------------------------------------------------- 3. output
 
 def check_figure_path(path, inputs=()):
     """Raise CurveError unless a figure can be saved at path without touching an input file."""
@@ -513,39 +361,60 @@ def check_figure_path(path, inputs=()):
             raise CurveError(f"--plot={path} is an input curve; choose another file name")
 
 
+def draw_fit(axes, fit, colour, label, mark_t_d):
+    """One fitted curve on log-log axes; with mark_t_d also its two straight segments and t_d."""
+    steps = fit["steps"]
+    dense = np.geomspace(steps[0], steps[-1], 400)
+    axes.plot(steps, fit["losses"], color=colour, lw=2, alpha=0.35)
+    axes.plot(dense, bnsl_curve(fit, dense), color=colour, lw=1, label=label)
+    if not mark_t_d:
+        return
+    t_d, L_d, r_d = fit["t_d"], fit["L_d"], fit["r_d"]
+    end = fit["d2"] if fit["breaks"] == 2 else steps[-1]        # segment 2 ends at break 2
+    before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
+    axes.plot(before, fit["b"] * before ** -fit["c0"], color=colour, ls=":", lw=1)
+    axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)   # L_d (t_d/t)^r_d
+    axes.plot([t_d], [L_d], "o", color=colour, ms=5)
+    axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
+
+
 def plot_fits(results, path):
-    """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d."""
+    """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d.
+
+    results: fit_bnsl results with a "name"; t_d is marked only for a supported break, and, if
+    a result carries a "verdict" (deceleration.py), only for a deceleration. Results with a fit
+    in tau ("tau_fit") get a second panel: the loss against tau = sum lr / max lr."""
     import matplotlib
     import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(figsize=(7, 5))
+    in_tau = any("steps" in (result.get("tau_fit") or {}) for result in results)
+    figure, panels = plt.subplots(1, 1 + in_tau, figsize=(7 + 6 * in_tau, 5), squeeze=False)
     for index, result in enumerate(results):
-        colour = f"C{index % 10}"
-        steps = result["steps"]
-        dense = np.geomspace(steps[0], steps[-1], 400)
-        axes.plot(steps, result["losses"], color=colour, lw=2, alpha=0.35)
-        label = result.get("name", f"curve {index + 1}")
-        if result["t_d"] is None or not result["supported"]:   # no deceleration: no t_d to mark
-            axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
-                      label=label if result["t_d"] is None else f"{label}: no supported deceleration")
-            continue
-        t_d, L_d, r_d = result["t_d"], result["L_d"], result["r_d"]
-        axes.plot(dense, bnsl_curve(result, dense), color=colour, lw=1,
-                  label=f"{label}: t_d={t_d:.3g}, L_d={L_d:.3g}, r_d={r_d:.3g}")
-        end = result["d2"] if result["breaks"] == 2 else steps[-1]   # segment 2 ends at break 2
-        before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
-        axes.plot(before, result["b"] * before ** -result["c0"], color=colour, ls=":", lw=1)
-        axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)  # L_d (t_d/t)^r_d
-        axes.plot([t_d], [L_d], "o", color=colour, ms=5)
-        axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
-    all_losses = np.concatenate([result["losses"] for result in results])
-    axes.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss",
-             ylim=(0.95 * all_losses.min(), 1.05 * all_losses.max()),
-             title="BNSL fits (dotted: before t_d, dashed: after t_d)")
-    axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
-    axes.legend(fontsize=7)
+        colour, name = f"C{index % 10}", result.get("name", f"curve {index + 1}")
+        verdict = result.get("verdict")
+        mark = result["t_d"] is not None and result["supported"] and verdict in (None, "deceleration")
+        if mark:
+            label = f"{name}: t_d={result['t_d']:.3g}, L_d={result['L_d']:.3g}, r_d={result['r_d']:.3g}"
+        elif result["t_d"] is not None:
+            label = f"{name}: {verdict or 'no supported deceleration'}"
+        else:
+            label = name
+        draw_fit(panels[0, 0], result, colour, label, mark)
+        tau_fit = result.get("tau_fit") or {}
+        if "steps" in tau_fit:
+            label = (f"{name}: tau_d={tau_fit['t_d']:.3g} (step {result['tau_d_step']:.3g})"
+                     if tau_fit["supported"] else f"{name}: no supported break in tau")
+            draw_fit(panels[0, 1], tau_fit, colour, label, tau_fit["supported"])
+    for axes, clock in zip(panels[0], ["step", "tau = sum of lr / max lr"]):
+        losses = np.concatenate([r["losses"] if clock == "step" else r["tau_fit"]["losses"]
+                                 for r in results if clock == "step" or "steps" in (r.get("tau_fit") or {})])
+        axes.set(xscale="log", yscale="log", xlabel=clock, ylabel="training loss",
+                 ylim=(0.95 * losses.min(), 1.05 * losses.max()),
+                 title=f"BNSL fits against {clock.split(' ')[0]} (dotted: before t_d, dashed: after)")
+        axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        axes.legend(fontsize=7)
     figure.tight_layout()
     temporary = f"{path}.tmp{os.getpid()}"    # written whole, then renamed: never half a figure
     try:
@@ -558,25 +427,54 @@ def plot_fits(results, path):
 
 
 def plus_minus(result, key):
+    """"value±error" to 4 and 2 significant digits; a parameter at its bound has no error."""
     value, error = result.get(key), result.get(key + "_err")
     if value is None:
         return "-"
+    if key in result.get("at_bound", ()):
+        return f"{value:.4g} (at bound)"
     return f"{value:.4g}" if error is None or not np.isfinite(error) else f"{value:.4g}±{error:.2g}"
 
 
-def print_table(results):
-    keys = ["b", "c0"] + [f"{p}{k}" for k in range(1, results[0]["breaks"] + 1) for p in "cfd"]
-    header = ["name", "n"] + keys + ["L_d", "r_d", "L_hat_T", "L_T", "rsle", "rsle_pl", "note"]
-    rows = []
-    for r in results:
-        rows.append([r["name"], str(r["n_points"])] + [plus_minus(r, key) for key in keys]
-                    + [plus_minus(r, "L_d"), plus_minus(r, "r_d"), f"{r['L_hat_T']:.4g}",
-                       f"{r['L_T']:.4g}", f"{r['rsle']:.4f}", f"{r['rsle_power_law']:.4f}",
-                       "ok" if r["supported"] else "UNSUPPORTED: " + r["warning"]])
+def print_rows(header, rows):
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print("(d1 = t_d; errors are 1 sigma from sigma^2 (J^T J)^-1)")
+
+
+def print_table(results):
+    """The fits, one row each; then, for results with a verdict, the verdict and its numbers."""
+    keys = ["b", "c0"] + [f"{p}{k}" for k in range(1, results[0]["breaks"] + 1) for p in "cfd"]
+    print_rows(["name", "n"] + keys + ["L_d", "r_d", "L_hat_T", "L_T", "rsle", "rsle_pl", "note"],
+               [[r["name"], str(r["n_points"])] + [plus_minus(r, key) for key in keys]
+                + [plus_minus(r, "L_d"), plus_minus(r, "r_d"), f"{r['L_hat_T']:.4g}",
+                   f"{r['L_T']:.4g}", f"{r['rsle']:.4f}", f"{r['rsle_power_law']:.4f}",
+                   "ok" if r["supported"] else "UNSUPPORTED: " + r["warning"]] for r in results])
+    print(f"(d1 = t_d; errors are 1 sigma from sigma^2 (J^T J)^-1; at bound: f_k <= {2 * F_MIN:g}, "
+          f"a corner sharper than the fit resolves, whose error means nothing)")
+    judged = [r for r in results if "verdict" in r]
+    if not judged:
+        return
+    print("\nverdict (deceleration.py, 1-break fits): its t_d, with an error that includes the "
+          "smoothing's shift; t(tau_d): the break in dynamic time, as a step; cut c: t_d of the "
+          "run cut at c T")
+    print_rows(["name", "verdict", "t_d", "smoothing", "t(tau_d)", "cut 3/4", "cut 1/2", "why"],
+               [verdict_row(r) for r in judged])
+    for r in judged:
+        if r["notes"]:
+            print(f"{r['name']}: " + "; ".join(r["notes"]))
+
+
+def verdict_row(r):
+    """The verdict table's cells for one judge_curve result."""
+    t_d = "-" if r["verdict_t_d"] is None else f"{r['verdict_t_d']:.4g}±{r['t_d_err_total']:.2g}"
+    shift = f"{r['smoothing_shift']['t_d']:+.3g}" if r["smoothing_shift"] else "-"
+    if r["tau_fit"] is None:
+        in_tau = "steps only"
+    else:
+        in_tau = f"{r['tau_d_step']:.4g}" if r["tau_fit"]["supported"] else "none"
+    cuts = [f"{cut['t_d']:.4g}" if cut["supported"] else "none" for cut in r["cuts"]]
+    return [r["name"], r["verdict"], t_d, shift, in_tau, *cuts, r["verdict_reason"]]
 
 
 def as_json(value):
@@ -586,28 +484,66 @@ def as_json(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        sys.stderr.write(f"bnsl.py: error: {message} (see python bnsl.py --help)\n")
-        sys.exit(2)
+def json_ready(value):
+    """as_json throughout dicts and lists, leaving out the fitted points ("steps", "losses")."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items() if key not in ("steps", "losses")}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return as_json(value)
+
+
+def judge_curve(path, args):
+    """One curve as the command line reports it: the fit_bnsl result (with --breaks breaks) and
+    the verdict of deceleration.py (1-break fits) with its numbers. Raises CurveError."""
+    import deceleration   # it refits the curve in tau and cut short, with this module's fit_bnsl
+    curve = read_curve(path, args.step_column, args.loss_column,
+                       None if args.lr_column == "none" else args.lr_column)
+    prep = {"smooth": args.smooth, "subsample": args.subsample, "transient": args.transient}
+    judged = deceleration.deceleration_verdict(curve["steps"], curve["losses"], curve["lr"], **prep)
+    fit = judged["fit"]
+    if args.breaks != 1:
+        fit = fit_bnsl(*prepare_curve(curve["steps"], curve["losses"], **prep), breaks=args.breaks)
+    name = os.path.basename(os.path.normpath(path))
+    return {"name": name[:-4] if name.endswith(".csv") else name, **fit,
+            "verdict": judged["verdict"], "verdict_reason": judged["reason"],
+            "verdict_t_d": judged["t_d"],
+            "t_d_err_total": judged["t_d_err_total"], "smoothing_shift": judged["smoothing_shift"],
+            "tau_fit": judged["tau_fit"], "tau_d_step": judged["tau_d_step"],
+            "cuts": judged["cuts"], "notes": curve["notes"] + judged["notes"]}
 
 
 def main(argv=None):
+    """The command line; returns the exit status (support/cli.py: one line for bad input, 1 for `| head`)."""
+    return guarded("bnsl.py", run_command, argv)
+
+
+def run_command(argv):
     parser = OneLineParser(prog="bnsl.py", allow_abbrev=False,
-                           description="Fit a broken neural scaling law to loss curves and report "
-                           "loss deceleration: t_d, L_d = b t_d^-c0, r_d = c0 + c1.")
+                           description="Fit a broken neural scaling law to loss curves, report "
+                           "loss deceleration: t_d, L_d = b t_d^-c0, r_d = c0 + c1, and judge "
+                           "whether the break is a deceleration, the learning-rate schedule, or "
+                           "the end of the run.")
     parser.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_CSV",
-                        help="train.py run directories (log.csv) or CSV files with step,loss columns")
-    parser.add_argument("--breaks", type=int, choices=[0, 1, 2], default=1, help="breaks (default 1)")
+                        help="train.py run directories (log.csv) or CSV files with a header row")
+    parser.add_argument("--breaks", type=int, choices=[0, 1, 2], default=1,
+                        help="breaks in the fit reported first (default 1; the verdict uses 1)")
     parser.add_argument("--smooth", choices=["lma", "none"], default=DEFAULT_SMOOTH,
                         help="lma: loss at s = mean over steps floor(s/1.2)..s (default lma)")
     parser.add_argument("--subsample", choices=["log", "none"], default=DEFAULT_SUBSAMPLE,
-                        help="log: every step <100, 10th <1e3, 100th <1e4, 1000th beyond, + last "
-                        "(default log)")
+                        help="log: one logged row per bin of 1 step <100, 10 <1e3, 100 <1e4, "
+                        "1000 beyond, + the last (default log)")
     parser.add_argument("--transient", type=int, default=DEFAULT_TRANSIENT, metavar="N",
                         help=f"drop steps <= N (default {DEFAULT_TRANSIENT}: about 5%% of our "
                         "100-200 step warm-up, as the paper's 100 was of its 2000; the paper's "
                         "published curves need --smooth=none --subsample=none --transient=100)")
+    parser.add_argument("--step_column", default="step", metavar="NAME",
+                        help="the CSV column of steps (default step)")
+    parser.add_argument("--loss_column", default="loss", metavar="NAME",
+                        help="the CSV column of losses (default loss; e.g. val/loss of a tracker)")
+    parser.add_argument("--lr_column", default="lr", metavar="NAME",
+                        help="the CSV column of learning rates, for the fit in dynamic time "
+                        "(default lr; none: fit in steps only)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--plot", metavar="FILE.png", help="save a log-log figure of the fits")
     args = parser.parse_args(argv)
@@ -615,35 +551,24 @@ def main(argv=None):
         parser.error(f"argument --transient: must be >= 0, got {args.transient}")
 
     results = []
-    try:
-        if args.plot is not None:   # before any fitting
-            check_figure_path(args.plot, args.paths)
-        for path in args.paths:
-            name = os.path.basename(os.path.normpath(path))
-            name = name[:-4] if name.endswith(".csv") else name
-            steps, losses = prepare_curve(*load_curve(path), args.smooth, args.subsample,
-                                          args.transient)
-            try:
-                result = fit_bnsl(steps, losses, breaks=args.breaks)
-            except CurveError as error:
-                raise CurveError(f"{path}: {error}") from None
-            results.append({"name": name, **result})
-        if args.plot is not None:
-            plot_fits(results, args.plot)
-    except (CurveError, OSError) as error:
-        parser.exit(2, f"bnsl.py: error: {error}\n")
+    if args.plot is not None:   # before any fitting
+        check_figure_path(args.plot, args.paths)
+    for path in args.paths:
+        try:
+            results.append(judge_curve(path, args))
+        except CurveError as error:
+            raise CurveError(error if str(error).startswith(path) else f"{path}: {error}") from None
+    if args.plot is not None:
+        plot_fits(results, args.plot)
 
-    try:
-        if args.json:
-            print(json.dumps([{key: as_json(value) for key, value in r.items()
-                               if key not in ("steps", "losses")} for r in results], indent=1))
-        else:
-            print_table(results)
-        sys.stdout.flush()
-    except BrokenPipeError:   # the reader stopped early (e.g. `| head -1`): nothing more to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+    if args.json:
+        print(json.dumps(json_ready(results), indent=1))
+    else:
+        print_table(results)
+    if args.plot is not None:   # with --json, stdout holds the JSON alone
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

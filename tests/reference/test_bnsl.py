@@ -277,6 +277,22 @@ BAD_INPUTS = {
     "bad transient": lambda d: ["--transient=ten", "x.csv"],
     "negative transient": lambda d: ["--transient=-1", "x.csv"],
     "no input": lambda d: [],
+    "no such loss column": lambda d: ["--loss_column=val", write_csv(d / "c.csv", range(20, 40),
+                                                                     np.linspace(3, 2, 20))],
+    "no such step column": lambda d: ["--step_column=Step", write_csv(d / "c.csv", range(20, 40),
+                                                                      np.linspace(3, 2, 20))],
+    "negative lr": lambda d: [write_csv(d / "l.csv", range(20, 40), [f"{l},-1" for l in
+                                        np.linspace(3, 2, 20)], header="step,loss,lr")],
+    "text lr": lambda d: [write_csv(d / "l.csv", range(20, 40), [f"{l},fast" for l in
+                                    np.linspace(3, 2, 20)], header="step,loss,lr")],
+    "nan lr": lambda d: [write_csv(d / "l.csv", range(20, 40), [f"{l},nan" for l in
+                                   np.linspace(3, 2, 20)], header="step,loss,lr")],
+    "lr 0 throughout": lambda d: [write_csv(d / "l.csv", range(20, 40), [f"{l},0" for l in
+                                            np.linspace(3, 2, 20)], header="step,loss,lr")],
+    "two lrs at a step": lambda d: [write_csv(d / "l.csv", [20, 20] + list(range(21, 40)),
+                                              ["3,1e-3", "3,2e-3"] + [f"{l},1e-3" for l in
+                                                                      np.linspace(3, 2, 19)],
+                                              header="step,loss,lr")],
 }
 
 
@@ -316,6 +332,15 @@ def test_table_json_and_plot(curve_csv, tmp_path):
     # The log moving average lags: the window [s/1.2, s] is centred near 0.92 s, so the
     # smoothed curve bends at about 200 / 0.92 = 218 instead of 200.
     assert 200.0 < results[1]["t_d"] < 230.0
+    # the verdict and the numbers behind it; a CSV without learning rates says it is steps only
+    small, run = results
+    assert run["verdict"] == "deceleration" and run["tau_fit"]["supported"]
+    assert run["tau_d_step"] == pytest.approx(run["t_d"], rel=1e-3)   # a constant LR: tau = t
+    assert [cut["cut"] for cut in run["cuts"]] == [0.75, 0.5]
+    assert run["t_d_err_total"] > run["t_d_err"] and run["smoothing_shift"]["t_d"] > 0
+    assert small["tau_fit"] is None and "no 'lr' column: fitted in steps only" in small["notes"]
+    verdict_rows = table.stdout.split("why")[1].splitlines()
+    assert verdict_rows[1].split()[:2] == ["small", small["verdict"]] and "steps only" in verdict_rows[1]
     with open(plot_path, "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(plot_path) > 10000
@@ -324,3 +349,130 @@ def test_table_json_and_plot(curve_csv, tmp_path):
 def test_a_transient_that_drops_every_step_is_a_clear_error():
     with pytest.raises(bnsl.CurveError, match="drops every step"):
         bnsl.prepare_curve(np.arange(1, 21.0), np.linspace(5, 4, 20), transient=5000)
+
+
+# ---------------------------------------------------------------- logs as trackers write them
+
+def test_thinning_keeps_one_logged_row_per_bin():
+    # Logged at steps 105, 115, ..., 395: every row is alone in its bin of 10 steps.
+    steps = np.arange(105, 400, 10.0)
+    assert bnsl.log_subsample_mask(steps).all()
+    # Any log: the first row of each bin (1 step < 100, 10 < 1000, 100 < 10000, 1000 beyond).
+    steps = np.unique(np.random.default_rng(8).integers(1, 30000, 3000))
+    expected, seen = [], set()
+    for s in steps:
+        width = 1 if s < 100 else 10 if s < 1000 else 100 if s < 10000 else 1000
+        expected.append((s // width) * width not in seen)
+        seen.add((s // width) * width)
+    expected[-1] = True
+    np.testing.assert_array_equal(bnsl.log_subsample_mask(steps), expected)
+
+
+def test_a_log_at_odd_steps_is_fitted_and_the_preparation_says_what_it_dropped():
+    steps = np.arange(105, 400, 10.0)
+    losses = bnsl_loss(steps, 6.0, 0.12, [(-0.09, 200.0, 0.3)])
+    report = []
+    prepared, _ = bnsl.prepare_curve(steps, losses, report=report)
+    assert prepared[0] == 135                        # floor(125 / 1.2) = 104: before the first row
+    assert report == ["kept 27 of 30 rows: 0 thinned to one per bin (--subsample), 0 at steps "
+                      "<= 10 (--transient), 3 without a full smoothing window"]
+    assert bnsl.fit_bnsl(*bnsl.prepare_curve(steps, losses))["supported"]
+    every_step = np.arange(1, 3001.0)
+    report = []
+    bnsl.prepare_curve(every_step, 4.0 * every_step ** -0.1, report=report)
+    assert report[0].startswith("kept 200 of 3000 rows: 2790 thinned")
+
+
+def test_evaluation_every_125_steps_from_an_offset_keeps_every_row():
+    steps = np.arange(100, 20001, 125.0)             # 100, 225, 350, ...
+    losses = bnsl_loss(steps, 6.0, 0.12, [(-0.09, 2000.0, 0.3)])
+    kept, _ = bnsl.prepare_curve(steps, losses, smooth="none", transient=0)
+    # below 10000 every bin is narrower than 125 steps: every row is kept
+    np.testing.assert_array_equal(kept[kept < 10000], steps[steps < 10000])
+    assert len(kept[kept >= 10000]) == 11 and kept[-1] == steps[-1]   # one per 1000, + the last
+    assert bnsl.fit_bnsl(kept, bnsl_loss(kept, 6.0, 0.12, [(-0.09, 2000.0, 0.3)]))["supported"]
+
+
+def test_a_long_gap_is_interpolated_with_a_warning():
+    steps = np.r_[np.arange(1, 500.0), np.arange(800, 3001.0)]     # steps 500..799 never logged
+    report = []
+    bnsl.prepare_curve(steps, 4.0 * steps ** -0.1, report=report)
+    assert len(report) == 2 and "long gap" in report[1] and "from step 499 to 800" in report[1]
+    for regular in (np.arange(1, 3001.0), np.arange(10, 3001.0, 10)):   # no gap: no warning
+        report = []
+        bnsl.prepare_curve(regular, 4.0 * regular ** -0.1, report=report)
+        assert len(report) == 1, report
+    report = []                                       # not smoothed: nothing is filled in
+    bnsl.prepare_curve(steps, 4.0 * steps ** -0.1, smooth="none", report=report)
+    assert len(report) == 1
+
+
+def tracker_export(path, every=125, offset=100, length=3000):
+    """A tracker's CSV: Step, train/loss at every step, val/loss every 125 steps from step 100,
+    learning_rate with a warm-up, an extra column, and blank cells where nothing was logged."""
+    steps = np.arange(1, length + 1)
+    lrs = np.minimum(1.0, 0.1 + 0.9 * (steps - 1) / 100) * 3e-3
+    train = bnsl_loss(steps, 6.0, 0.12, [(-0.09, 300.0, 0.3)])
+    with open(path, "w") as file:
+        file.write("Step,train/loss,val/loss,learning_rate,_runtime\n")
+        for s, lr, loss in zip(steps, lrs, train):
+            val = f"{1.02 * loss:.6f}" if s >= offset and (s - offset) % every == 0 else ""
+            file.write(f"{s},{loss:.6f},{val},{lr:.6g},{s * 0.1:.1f}\n")
+    return path
+
+
+def test_a_trackers_export_is_read_as_it_is(tmp_path):
+    path = tracker_export(tmp_path / "export.csv")
+    curve = bnsl.read_curve(str(path), "Step", "val/loss", "learning_rate")
+    np.testing.assert_array_equal(curve["steps"], np.arange(100, 3001, 125))
+    assert curve["notes"] == ["skipped 2976 rows with a blank 'val/loss' cell"]
+    assert len(curve["lr"][0]) == 3000                # the learning rate of every step still counts
+    result = run_cli(path, "--step_column=Step", "--loss_column=val/loss",
+                     "--lr_column=learning_rate", "--smooth=none", "--json")
+    assert result.returncode == 0, result.stderr
+    [fit] = json.loads(result.stdout)
+    assert fit["n_points"] == 24 and "skipped 2976 rows" in fit["notes"][0]
+    assert fit["tau_fit"] is not None and fit["verdict"] in ("deceleration", "schedule", "end of run", "none")
+    steps_only = run_cli(path, "--step_column=Step", "--loss_column=train/loss", "--lr_column=none")
+    assert "no learning rates asked for: fitted in steps only" in steps_only.stdout
+    assert "steps only" in steps_only.stdout.split("why")[1]
+
+
+def test_too_few_points_says_which_stage_dropped_them(tmp_path):
+    steps = np.arange(105, 400, 10)
+    path = write_csv(tmp_path / "odd.csv", steps, bnsl_loss(steps, 6.0, 0.12, [(-0.09, 200.0, 0.3)]))
+    result = run_cli(path, "--transient=350")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "points left" in result.stderr and "25 at steps <= 350 (--transient)" in result.stderr
+
+
+# ---------------------------------------------------------------- the table
+
+def test_a_parameter_at_its_bound_is_flagged_and_unsupported_says_what_it_needed(tmp_path):
+    steps = np.arange(1, 3001)
+    corner = np.where(steps < 500, 5 * steps ** -0.15, 5 * 500 ** -0.15 * (steps / 500.0) ** -0.05)
+    path = write_csv(tmp_path / "corner.csv", steps, corner)
+    table = run_cli(path, "--smooth=none")
+    assert table.returncode == 0, table.stderr
+    assert "(at bound)" in table.stdout.splitlines()[1]
+    assert json.loads(run_cli(path, "--smooth=none", "--json").stdout)[0]["at_bound"] == ["f1"]
+    fit = bnsl.fit_bnsl(STEPS, noisy(4.0 * STEPS ** -0.1, 0.005, seed=3))
+    assert "lower (needs 30%)" in fit["warning"] and "(needs lower)" in fit["warning"]
+
+
+def test_every_file_written_is_named(curve_csv, tmp_path):
+    figure = tmp_path / "fits.png"
+    table = run_cli(curve_csv, "--plot", figure)
+    assert table.returncode == 0 and table.stdout.splitlines()[-1] == f"wrote {figure}"
+    as_json = run_cli(curve_csv, "--plot", figure, "--json")
+    assert as_json.stderr == f"wrote {figure}\n" and json.loads(as_json.stdout)
+
+
+def test_the_verdict_uses_one_break_whatever_breaks_the_table_shows(curve_csv, capsys):
+    bnsl.main([str(curve_csv), "--json"])
+    [one] = json.loads(capsys.readouterr().out)
+    bnsl.main([str(curve_csv), "--json", "--breaks=0"])
+    [zero] = json.loads(capsys.readouterr().out)
+    assert zero["breaks"] == 0 and zero["t_d"] is None
+    assert one["verdict"] == zero["verdict"] == "deceleration"
+    assert zero["verdict_t_d"] == one["verdict_t_d"] == one["t_d"]
