@@ -34,7 +34,7 @@ characters and have no UTF-8 bytes). Two kinds of str hold surrogates:
   - any other surrogate (U+D800..U+DC7F, U+DD00..U+DFFF: half of a UTF-16 pair, e.g. from
     a JSON "\\ud83d" escape): encode and train refuse it with a BPEError.
 
-Bad input -- a str that is not one, a vocab_size that is not an integer in range, a token id
+Bad input -- a text that is not a str, a vocab_size that is not an integer in range, a token id
 that is not in the vocabulary (negative, too large, a float, a bool, a nested list ...), a
 damaged merges file, a directory that cannot be written -- is a BPEError whose message is one
 line that names the problem and what to do. The checks are the small functions at the end of
@@ -89,7 +89,8 @@ class Tokenizer:
     def __init__(self, merges):
         """merges: list of pairs (a, b) of token ids; merge k makes token 256 + k, so a, b < 256 + k.
         Raises BPEError for anything else."""
-        self.merges = check_merges(merges, where=lambda k: f"merges[{k}]", fix="give merges as Tokenizer.train makes them")
+        self.merges = check_merges(merges, where=lambda k: f"merges[{k}]",
+                                   fix="give merges as Tokenizer.train makes them")
         self.rank = {pair: k for k, pair in enumerate(self.merges)}   # pair -> the order it was learned in
         self.vocab = [bytes([b]) for b in range(256)]                  # token id -> its bytes
         for a, b in self.merges:

@@ -152,7 +152,7 @@ def disk_full_on_write(monkeypatch):
     monkeypatch.setattr(bpe, "open", fake_open, raising=False)
 
 
-F = FORMAT = bpe.FORMAT_LINE + "\n"
+F = bpe.FORMAT_LINE + "\n"  # a merges file begins with this line
 # name -> (setup(tok, tmp, monkeypatch) -> the bad call, pieces its message must hold)
 BAD_CALLS = {
     "encode: a lone high surrogate": (lambda t, d, m: lambda: t.encode("a\ud800b"), ["lone surrogate U+D800", "index 1"]),
@@ -405,7 +405,7 @@ def test_cli_builds_a_bpe_dataset_from_a_file(tmp_path):
 def test_bad_bpe_arguments_are_one_line_errors(tmp_path, args, text, message):
     path = tmp_path / "input.txt"
     path.write_text(text, encoding="utf-8")
-    result = run_prepare("--input", str(path), "--name", "_pytest_never_written", *args)
+    result = run_prepare("--input", str(path), "--out", str(tmp_path / "never_written"), *args)
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and "error" in result.stderr.strip().splitlines()[-1]
-    assert not os.path.exists(os.path.join(ROOT, "data", "_pytest_never_written"))
+    assert not os.path.exists(tmp_path / "never_written")
