@@ -2,7 +2,6 @@
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -22,17 +21,15 @@ def run_prepare(*args):
 
 @contextlib.contextmanager
 def dataset_built_by_cli(tmp_path, text, *args):
-    """Runs data/prepare.py --input FILE --name NAME *args as a user would, FILE holding text;
-    yields the directory data/NAME it built, and removes it afterwards."""
+    """Runs data/prepare.py --input FILE --out DIR *args as a user would, FILE holding text, DIR under
+    tmp_path; yields DIR."""
     path = tmp_path / "notes.txt"
     path.write_text(text, encoding="utf-8")
-    name = f"_pytest_{os.getpid()}"
-    try:
-        result = run_prepare("--input", str(path), "--name", name, *args)
-        assert result.returncode == 0, result.stderr
-        yield os.path.join(ROOT, "data", name)
-    finally:
-        shutil.rmtree(os.path.join(ROOT, "data", name), ignore_errors=True)
+    out = tmp_path / "dataset"
+    result = run_prepare("--input", str(path), "--out", str(out), *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {out}: "), result  # the absolute path it wrote
+    yield str(out)
 
 
 def test_default_dataset_is_the_standard_library_source_split_by_file(tmp_path):
@@ -87,8 +84,8 @@ def test_bad_input_is_a_one_line_error(tmp_path, content, message):
     path = tmp_path / "input.txt"
     if content is not None:
         path.write_bytes(content)
-    result = run_prepare("--input", str(path), "--name", "_pytest_never_written")
+    result = run_prepare("--input", str(path), "--out", str(tmp_path / "never_written"))
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not os.path.exists(os.path.join(ROOT, "data", "_pytest_never_written"))
+    assert not os.path.exists(tmp_path / "never_written")
