@@ -3,14 +3,14 @@ Exact per-token gradient statistics: the engine behind zsl.py's D(∇θℓ).
 
 For N tokens and P parameter elements, g_ij = ∂ℓ_i/∂θ_j. zsl.py needs, per element j, sums over
 tokens i of g_ij, |g_ij|, g_ij² and ε_ki g_ij for a few random sign patterns ε_k (the last two for
-the random-sign null, design.md §6), and, given a direction δ, the per-token first-order change
+the random-sign null, docs/science.md §6), and, given a direction δ, the per-token first-order change
 Σ_j g_ij δ_j. All but the first need every per-token gradient, one at a time. Two ways:
 
     naive_per_token_grad_stats   one backward per token: slow, obviously right (the tests' reference)
     per_token_grad_stats         one backward per position for all sequences at once, per-sequence
                                  weight gradients rebuilt from layer inputs and output gradients
 
-Both return the same dict (design.md section 3). Then: the sign patterns and the nested subsets of
+Both return the same dict (docs/science.md §3). Then: the sign patterns and the nested subsets of
 tokens (for D against N) the sums are taken over, and sharded_grad_stats, the same sums from
 several processes (torchrun) added up by one all-reduce.
 """

@@ -74,7 +74,7 @@ class TrainConfig:
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True
-    # optimisation: AdamW with the reference paper's settings (design.md section 4)
+    # optimisation: AdamW with the reference paper's settings (docs/science.md §4)
     batch_size: int = 32              # sequences per step per process (times grad_accum)
     grad_accum: int = 1               # micro-batches per optimizer step
     max_iters: int = 3000             # optimizer steps

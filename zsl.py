@@ -6,7 +6,7 @@ Zero-sum learning: how much of what one token gains, another token loses.
     python zsl.py RUN_DIR --probe_tokens 16384  # a probe beyond the recorded one (from the validation split)
     torchrun --standalone --nproc_per_node=2 zsl.py RUN_DIR   # the probe shared by 2 processes
 
-Read top to bottom (design.md sections 2-4 and 6 define every quantity):
+Read top to bottom (docs/science.md §2-4 and §6 define every quantity):
 
   1. interference of per-token loss changes, D(Δℓ)            -- from train.py's records
   2. reading a run directory                                  -- support/runfiles.py: the files, which
@@ -152,7 +152,7 @@ def gradient_summary(stats, bins=HIST_BINS):
     D_grad         the paper's D(∇θℓ) = mean_j (1 − C_j),  C_j = |S_j| / A_j
     D_grad_global  1 − Σ_j |S_j| / Σ_j A_j
 
-    The null: what D would be if the same per-token gradients had random signs (design.md §6).
+    The null: what D would be if the same per-token gradients had random signs (docs/science.md §6).
     D grows with the number N of pooled tokens even then, so D alone cannot say "systematic".
     D_null_sign    mean_j (1 − C_j^0),  C_j^0 = sqrt(2/π) · sqrt(Q_j) / A_j: for fair random signs
                    ε_i, Σ_i ε_i g_ij has variance Q_j and, by the central limit theorem,
@@ -258,7 +258,7 @@ def by_n(stats):
 def adamw_update(model, ckpt, x, y):
     """
     δ = θ_after − θ_before for one AdamW step on (x, y), from the checkpoint's own optimizer
-    moments and learning rate, without gradient clipping (design.md §4). Weight decay is part
+    moments and learning rate, without gradient clipping (docs/science.md §4). Weight decay is part
     of δ. Dropout off, so δ is deterministic. Returns {name: δ}.
     """
     train = ckpt["train_config"]

@@ -1,4 +1,4 @@
-"""The reference paper's optimisation recipe (design.md section 4) at a size one GPU trains in an
+"""The reference paper's optimisation recipe (docs/science.md §4) at a size one GPU trains in an
 hour: AdamW 0.9/0.95, eps 1e-5, weight decay 0.1, clip 1.0, warm-up over 2000 steps from 10%, then
 constant. The paper's batch was 512 x 1024 tokens; use grad_accum and torchrun to approach it."""
 n_layer = 6

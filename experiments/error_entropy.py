@@ -4,7 +4,7 @@ A third lens on the loss: cross-entropy = error-entropy + self-alignment - confi
     python error_entropy.py RUN_DIR [RUN_DIR ...]    # every checkpoint, one fixed evaluation set
     python error_entropy.py runs/* --json            # print the per-checkpoint terms as JSON
 
-The decomposition (design.md section 8; arXiv 2510.04067). For token i with target y_i and
+The decomposition (docs/science.md §8; arXiv 2510.04067). For token i with target y_i and
 model probabilities s = softmax(logits):
 
     rank      e_i = #{v : s_v > s_{y_i}}           strict: ties get the best rank, 0 = ranked first
@@ -64,7 +64,7 @@ from support import runfiles
 from support.files import json_safe, write_json
 from support.cli import OneLineParser, UsageError, guarded
 
-DEFAULT_TOKENS = 65_536    # 1 024 windows of 64 tokens; the estimates depend on N (design.md 8)
+DEFAULT_TOKENS = 65_536    # 1 024 windows of 64 tokens; the estimates depend on N (docs/science.md §8)
 DEFAULT_CONTEXT = 64       # tokens per window, the default block_size
 TERMS = ("CE", "EE", "SA", "neg_log_C")
 TERM_LABELS = {"CE": "CE", "EE": "EE (error-entropy)", "SA": "SA (self-alignment)",
@@ -484,7 +484,7 @@ def report_section(run_dirs, fits, out_dir, names=None, n_tokens=DEFAULT_TOKENS,
         row["name"] = name
     plot_sizes(summaries, rows, size_fits, os.path.join(out_dir, "error_entropy_sizes.png"))
     eval_set = summaries[0]["eval_set"]
-    lines = ["## The error-entropy lens (design.md §8)", "",
+    lines = ["## The error-entropy lens (see docs/science.md §8)", "",
              f"CE = EE + SA − log C of every checkpoint on one fixed evaluation set: "
              f"{eval_set['n_tokens']:,} validation tokens in windows of {eval_set['context']} "
              f"(V = {eval_set['vocab_size']}). `error_entropy.py` computes it.", "",

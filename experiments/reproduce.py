@@ -23,11 +23,11 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     summary.json          every number in the report
 
 A finished run is reused and an interrupted one resumed, so running the command again after
-a Ctrl-C picks up where it stopped. The findings (design.md section 1-3):
+a Ctrl-C picks up where it stopped. The findings (docs/science.md §1-3):
     1. the 1-break BNSL fits the loss curves clearly better than a plain power law;
     2. L_d decreases with model size;          3. r_d increases with model size;
     4. D(Δℓ) rises sharply around t_d;          5. D(∇θℓ) is close to 1 after t_d;
-    6. (ours, design.md §6) the excess alignment of the per-token gradients over the random-sign
+    6. (ours, docs/science.md §6) the excess alignment of the per-token gradients over the random-sign
        null, D_null − D(∇θℓ), falls through the bend.
 Each is judged by the rule in FINDINGS below, never tuned to pass: if a finding does not hold,
 the report says so with the numbers.
@@ -54,7 +54,7 @@ from support.files import atomic_write, json_safe, write_json
 from support.cli import OneLineParser, UsageError, guarded
 from data import prepare
 
-# Defaults chosen by experiment (README, "Results"; design.md section 5): the standard-library text
+# Defaults chosen by experiment (README, "Results"; docs/science.md §5): the standard-library text
 # in a 2048-token byte-level BPE vocabulary (with bytes, every size bends at the same loss, just above
 # the byte-bigram entropy, so L_d cannot fall with size); warm-up 100 from 10% of the peak, 3000
 # steps, so the late bend (t_d ~ 600) has most of a decade before it and half a decade after; the
@@ -269,7 +269,7 @@ def judge(rows):
     ]
 
 
-# Finding 6 is ours (design.md §6): D(∇θℓ) alone grows with the number of pooled tokens even for
+# Finding 6 is ours (docs/science.md §6): D(∇θℓ) alone grows with the number of pooled tokens even for
 # random signs, so we compare it with the Monte Carlo random-sign null of the same gradients.
 # The rule was written on 2026-11-23 before any run of this code, and is not tuned afterwards.
 def judge_finding_6(rows):

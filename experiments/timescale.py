@@ -2,7 +2,7 @@
 timescale.py: a second lens on the bend -- one-third time scaling of learning peaked distributions.
 
 Liu, Liu, Pehlevan, Gore, "Universal One-third Time Scaling in Learning Peaked Distributions"
-(arXiv 2602.03685; design.md section 7). Softmax + cross-entropy on a peaked target give a loss
+(arXiv 2602.03685; docs/science.md §7). Softmax + cross-entropy on a peaked target give a loss
 and a gradient that vanish as powers of the logit scale, so training slows into a power law in
 *dynamic time*, the summed learning rate:
 

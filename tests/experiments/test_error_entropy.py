@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def reference(logits, targets):
-    """The definitions, one token at a time in plain Python (design.md section 8)."""
+    """The definitions, one token at a time in plain Python (docs/science.md §8)."""
     logits = np.asarray(logits, dtype=np.float64).reshape(-1, np.shape(logits)[-1])
     targets = np.asarray(targets).reshape(-1)
     buckets = {}

@@ -1,5 +1,5 @@
 """Tests for the calibrated gradient opposition: the random-sign nulls, D against N, the extended
-probe and zsl.py across processes (token_grads.py, zsl.py, runfiles.py; design.md section 6)."""
+probe and zsl.py across processes (token_grads.py, zsl.py, runfiles.py; docs/science.md §6)."""
 import json
 import math
 import os
