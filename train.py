@@ -12,6 +12,8 @@ What lands in --out_dir (the run directory; bnsl.py and zsl.py read it):
 
     config.json            every flag, the model config and the dataset's metadata
     log.csv                step,loss,lr,tokens,time_s -- one row per optimizer step
+    eval.csv               step,loss,lr,eval_s -- with --eval_per_octave: the mean loss of n_eval fixed
+                           held-out sequences after update s, at log-spaced s (a quieter curve to fit)
     probe.npz              x, y: the fixed held-out probe sequences [n_probe, block_size];
                            update_x, update_y: a held-out batch no step trains on (for zsl.py)
     records/step_NNNNNN.npz  per-token losses at log-spaced steps s (float32):
@@ -92,6 +94,8 @@ class TrainConfig:
     record_per_octave: int = 8        # per-token loss records per doubling of the step (0: none)
     n_probe: int = 16                 # held-out probe sequences recorded at each record step
     ckpt_per_octave: int = 1          # checkpoints per doubling of the step (1: powers of two; 0: end only)
+    eval_per_octave: int = 0          # held-out loss points per doubling of the step, in eval.csv (0: none)
+    n_eval: int = 64                  # held-out sequences of that evaluation (fixed for the whole run)
     # system
     device: str = "auto"              # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
     compile: bool = False             # torch.compile the model
@@ -137,10 +141,14 @@ def log_spaced_steps(max_iters, per_octave):
 # ----------------------------------------------------------------------------------------------
 # The log: one CSV row per step, rewritten whole (support/files.py: written whole or not at all).
 
-def write_log(path, rows):
+LOG_COLUMNS = ("step", "loss", "lr", "tokens", "time_s")
+EVAL_COLUMNS = ("step", "loss", "lr", "eval_s")
+
+
+def write_log(path, rows, columns=LOG_COLUMNS):
     def write(f):
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows([("step", "loss", "lr", "tokens", "time_s")] + rows)
+        csv.writer(text, lineterminator="\n").writerows([columns] + rows)
         f.write(text.getvalue().encode())
     atomic_write(path, write)
 
@@ -161,6 +169,13 @@ def load_data(c, is_master):
         raise UsageError(str(e))
     check_data_sizes(c, train, val, data_dir)
     return train, val, dict(meta, fingerprint=prepare.fingerprint(data_dir))
+
+
+def fixed_eval_set(val, c):
+    """n_eval evenly spaced validation windows, half a spacing away from the probe's: the held-out set
+    of eval.csv (the same for every step of the run, so its curve moves only with the weights)."""
+    starts = np.linspace(0, len(val) - c.block_size - 1, c.n_eval + 2)[1:-1].astype(np.int64)
+    return windows(val, starts, c.block_size)
 
 
 def fixed_heldout_sets(val, c):
@@ -186,7 +201,7 @@ def per_token_losses(model, x, y, device, autocast):
 # Checkpoints: everything an exact resume needs (support/rundir.py finds and loads them)
 
 def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng_states, log_rows, elapsed,
-                    data_fingerprint=None):
+                    data_fingerprint=None, eval_rows=()):
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -199,6 +214,7 @@ def save_checkpoint(path, model, optimizer, step, c, model_config, data_rng_stat
         "data_rng": data_rng_states[0],    # the position in the stream of random batches (process 0)
         "data_rng_all": data_rng_states,   # ... and of every process, by rank
         "log_rows": log_rows,
+        "eval_rows": list(eval_rows),      # eval.csv's rows up to this step
         "elapsed": elapsed,
         "data_fingerprint": data_fingerprint,  # which data the run trained on (prepare.fingerprint)
     }
@@ -319,24 +335,44 @@ def run(c, given, stop_requested, locks):
                 "non_embedding_params": raw_model.num_params()}
         write_run_start(c, ckpt, log_rows, info, (probe_x, probe_y, update_x, update_y))
 
-    def save(step, log_rows, elapsed, data_rng_states):  # a checkpoint: all that an exact resume needs
-        save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
-                        data_rng_states, log_rows, elapsed, data_fingerprint=data_meta["fingerprint"])
+    eval_x, eval_y = fixed_eval_set(val_tokens, c)
+    eval_steps = log_spaced_steps(c.max_iters, c.eval_per_octave) if c.eval_per_octave else set()
+    eval_rows = list(ckpt.get("eval_rows", [])) if ckpt is not None else []
 
     def losses_on(x, y):  # [B, T] per-token losses of the current weights, in eval mode
         return per_token_losses(raw_model, x, y, procs.device, procs.autocast)
 
+    def evaluate(step, lr):  # eval.csv: the held-out loss after update `step`, at log-spaced steps
+        if procs.is_master and step in eval_steps:
+            t0 = time.perf_counter()
+            loss = float(losses_on(eval_x, eval_y).mean())
+            eval_s = (float(eval_rows[-1][3]) if eval_rows else 0.0) + time.perf_counter() - t0  # its cost
+            eval_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", f"{eval_s:.3f}"))
+
+    def flush(log_rows):  # log.csv (and eval.csv) as they are now: whole files, renamed into place
+        write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
+        if eval_steps:
+            write_log(os.path.join(c.out_dir, "eval.csv"), eval_rows, EVAL_COLUMNS)
+
+    def save(step, log_rows, elapsed, data_rng_states):  # a checkpoint: all that an exact resume needs
+        save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
+                        data_rng_states, log_rows, elapsed, data_meta["fingerprint"], eval_rows)
+        flush(log_rows)
+
     log_rows, elapsed, stopped = train_loop(c, procs, model, optimizer, data_rng, train_tokens, (probe_x, probe_y),
-                                            (log_rows, elapsed, start_step), stop_requested, losses_on, save)
+                                            (log_rows, elapsed, start_step), stop_requested, losses_on, evaluate,
+                                            save, flush)
     if procs.is_master:
         report_end(c, log_rows, elapsed, stop_requested, stopped)
     if procs.ddp:
         dist.destroy_process_group()
 
 
-def train_loop(c, procs, model, optimizer, data_rng, train_tokens, probe, start, stop_requested, losses_on, save):
+def train_loop(c, procs, model, optimizer, data_rng, train_tokens, probe, start, stop_requested, losses_on,
+               evaluate, save, flush):
     """Steps start_step .. max_iters, one optimizer update each: the log row of every step, the per-token
-    records at log-spaced steps, the checkpoints. Returns (log rows, elapsed s, whether it was stopped)."""
+    records and held-out losses at log-spaced steps, the checkpoints. Returns (log rows, elapsed s,
+    whether it was stopped)."""
     (probe_x, probe_y), (log_rows, elapsed, start_step) = probe, start
     record_steps = log_spaced_steps(c.max_iters, c.record_per_octave) if c.record_per_octave else set()
     ckpt_steps = log_spaced_steps(c.max_iters, c.ckpt_per_octave)
@@ -384,6 +420,7 @@ def train_loop(c, procs, model, optimizer, data_rng, train_tokens, probe, start,
                      train_y=train_y.numpy(), probe_before=probe_before, probe_after=losses_on(probe_x, probe_y),
                      train_before=batch_losses.float().cpu().numpy() if train_before is None else train_before,
                      train_after=losses_on(train_x, train_y), step=np.int64(step), lr=np.float64(lr))
+        evaluate(step, lr)
         checkpointing = step in ckpt_steps or stop
         data_rng_states = gather_rng_states(data_rng, procs) if checkpointing else None  # (all processes)
         if procs.is_master:
@@ -392,8 +429,8 @@ def train_loop(c, procs, model, optimizer, data_rng, train_tokens, probe, start,
                             refresh=False)
             if checkpointing:
                 save(step, log_rows, elapsed, data_rng_states)
-            if checkpointing or time.time() - last_flush > 2.0:  # keep log.csv fresh for a run in progress
-                write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
+            elif time.time() - last_flush > 2.0:  # keep log.csv fresh for a run in progress
+                flush(log_rows)
                 last_flush = time.time()
         if stop:
             break

@@ -20,10 +20,11 @@ CHOICES = {"lr_schedule": ("constant", "cosine", "linear")}
 
 def check_config(c):
     """Raises UsageError for the first flag of c (a train.TrainConfig) that is out of range."""
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters", "n_probe"):
+    for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters", "n_probe",
+                "n_eval"):
         if getattr(c, key) < 1:
             raise UsageError(f"--{key} must be at least 1, got {getattr(c, key)}")
-    for key in ("warmup_iters", "record_per_octave", "ckpt_per_octave"):
+    for key in ("warmup_iters", "record_per_octave", "ckpt_per_octave", "eval_per_octave"):
         if getattr(c, key) < 0:
             raise UsageError(f"--{key} must not be negative, got {getattr(c, key)}")
     if c.n_embd % c.n_head:

@@ -39,7 +39,7 @@ except ImportError:
 LOCK_NAME = ".lock"  # held (flock) by the train.py writing the run; the OS releases it when the process ends
 # every file of a run that train.py, bnsl.py or zsl.py reads or writes (with atomic_write's temporaries):
 # --overwrite deletes exactly these, and any of them means "out_dir holds a run"
-RUN_FILES = {".": r"(config\.json|log\.csv|probe\.npz|\.?zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
+RUN_FILES = {".": r"(config\.json|log\.csv|eval\.csv|probe\.npz|\.?zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
              "checkpoints": r"step_\d+\.pt"}
 
 
@@ -49,9 +49,9 @@ def written_by_train(path):
         if os.path.basename(path) == "config.json":
             with open(path, encoding="utf-8") as f:
                 return {"train", "model"} <= set(json.load(f))
-        if os.path.basename(path) == "log.csv":
+        if os.path.basename(path) in ("log.csv", "eval.csv"):
             with open(path, encoding="utf-8") as f:
-                return f.readline().startswith("step,loss")
+                return f.readline().startswith("step,loss,lr,")
     except (OSError, ValueError, TypeError):
         return False
     return True

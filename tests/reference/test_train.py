@@ -46,7 +46,7 @@ def run_dir(dataset, tmp_path_factory):
     """One short run that several tests read."""
     out = str(tmp_path_factory.mktemp("run"))
     result = run_train(*TINY, f"--dataset={dataset}", f"--out_dir={out}", "--overwrite", "--max_iters=80",
-                       "--learning_rate=1e-2")
+                       "--learning_rate=1e-2", "--eval_per_octave=4", "--n_eval=6")
     assert result.returncode == 0, result.stderr
     return out
 
@@ -100,6 +100,31 @@ def test_checkpoints_reproduce_the_recorded_per_token_losses(run_dir):
     assert probe["update_x"].shape == (8, 16)
 
 
+def test_eval_curve_is_the_held_out_loss_of_each_checkpoint(run_dir, dataset):
+    """eval.csv at log-spaced steps; at a checkpoint's step its loss is, token by token, -log softmax of
+    the target over n_eval evenly spaced validation windows (a plain loop as the reference)."""
+    with open(os.path.join(run_dir, "eval.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == sorted(train.log_spaced_steps(80, 4))
+    assert all(float(a["eval_s"]) <= float(b["eval_s"]) for a, b in zip(rows, rows[1:]))  # cumulative cost
+    _, val, _ = prepare.load_dataset(dataset)
+    starts = np.linspace(0, len(val) - 16 - 1, 6 + 2)[1:-1].astype(np.int64)  # n_eval windows, between the ends
+    for step in (16, 64, 80):
+        ckpt = torch.load(os.path.join(run_dir, "checkpoints", f"step_{step:06d}.pt"), weights_only=False)
+        model = GPT(GPTConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+        model.eval()
+        nll = []
+        for start in starts:
+            window = torch.from_numpy(val[start:start + 17].astype(np.int64))
+            logits, _ = model(window[None, :-1], window[None, 1:])
+            log_probs = torch.log_softmax(logits[0].double(), dim=-1)
+            nll += [-log_probs[t, window[t + 1]].item() for t in range(16)]
+        (row,) = [r for r in rows if int(r["step"]) == step]
+        assert float(row["loss"]) == pytest.approx(np.mean(nll), abs=2e-6)
+        assert float(row["lr"]) == pytest.approx(train.lr_at(step, train.TrainConfig(**ckpt["train_config"])))
+
+
 def test_config_json_describes_the_run(run_dir):
     with open(os.path.join(run_dir, "config.json")) as f:
         info = json.load(f)
@@ -116,6 +141,8 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(run_dir, tmp_path)
     result = run_train(f"--out_dir={resumed}", "--resume")
     assert result.returncode == 0, result.stderr
     assert [r["loss"] for r in read_log(resumed)] == [r["loss"] for r in read_log(run_dir)]
+    with open(os.path.join(resumed, "eval.csv")) as f, open(os.path.join(run_dir, "eval.csv")) as g:
+        assert [r["loss"] for r in csv.DictReader(f)] == [r["loss"] for r in csv.DictReader(g)]
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(dataset, tmp_path):
