@@ -406,12 +406,6 @@ def checkpoint_logit_scales(run_dir, progress=False):
     return scales
 
 
-def deceleration_step(run_dir):
-    """t_d from bnsl.py's 1-break fit with its default preprocessing; None if not supported."""
-    fit = bnsl.fit_bnsl(*bnsl.prepare_curve(*bnsl.load_curve(run_dir)), breaks=1)
-    return fit["t_d"] if fit["supported"] else None
-
-
 def analyse_run(run_dir, t_d="fit", name=None, progress=False):
     """alpha and the logit scale's growth of one train.py run, against tau = sum lr.
 
@@ -429,7 +423,7 @@ def analyse_run(run_dir, t_d="fit", name=None, progress=False):
     fit["first_step"] = steps[window][0]
     if t_d == "fit":
         try:
-            t_d = deceleration_step(run_dir)
+            t_d = runfiles.deceleration_step(run_dir)  # only a break judged a deceleration
         except bnsl.CurveError:                  # a curve too short for a break: no t_d
             t_d = None
     result = {"name": name or os.path.basename(os.path.normpath(run_dir)), "run_dir": run_dir,

@@ -226,18 +226,19 @@ def probe_tokens_for(run_dir, probe, probe_tokens=None):
 # ---------------------------------------------------------------------------------------------
 
 def deceleration(run_dir):
-    """(t_d, None) from bnsl.py's 1-break fit if it found a supported deceleration, else
-    (None, why not). An unsupported fit's d1 is no deceleration step, so it is never used as one."""
+    """(t_d, None) when deceleration.py judges the run's training-loss curve a deceleration -- a supported
+    break that is neither the learning-rate schedule nor the run's end (docs/science.md §9) -- else
+    (None, why not). No other break is ever used as t_d."""
+    import curves
+    import deceleration as bend
     try:
-        import bnsl
-        steps, losses = bnsl.load_curve(run_dir)
-        steps, losses = bnsl.prepare_curve(steps, losses)
-        fit = bnsl.fit_bnsl(steps, losses, breaks=1)
-    except Exception as e:  # bnsl.py is optional here: no fit, no marker
+        curve = curves.read_curve(run_dir)
+        judged = bend.deceleration_verdict(curve["steps"], curve["losses"], curve["lr"])
+    except UsageError as e:  # too short, diverged, ...: no fit, no marker
         return None, f"bnsl.py could not fit the loss curve ({e})"
-    if not fit["supported"]:
-        return None, f"bnsl.py found no supported deceleration ({fit['warning']})"
-    return float(fit["t_d"]), None
+    if judged["t_d"] is None:
+        return None, f"no deceleration: the break is judged '{judged['verdict']}' ({judged['reason']})"
+    return float(judged["t_d"]), None
 
 
 def deceleration_step(run_dir):
