@@ -262,10 +262,21 @@ def fit_bnsl(steps, losses, breaks=1, clock="step"):
     result["at_bound"] = [f"f{k + 1}" for k in range(breaks) if result[f"f{k + 1}"] <= 2 * F_MIN]
 
     power_law = theta if breaks == 0 else fit_power_law(log_t, log_loss)
-    rss_power_law = rss_of(power_law)
     result["rsle"] = np.sqrt(rss / n)                          # sqrt(mean((log L_hat - log L)^2))
-    result["rsle_power_law"] = np.sqrt(rss_power_law / n)
+    result["rsle_power_law"] = np.sqrt(rss_of(power_law) / n)
     result["L_T"] = losses[-1]
+    add_deceleration_numbers(result, theta, covariance, steps, log_t)
+    problems = support_problems(result, theta, steps, log_t, log_loss, power_law, rss_of, clock)
+    result["supported"] = not problems
+    result["warning"] = "; ".join(problems) or None
+    result["steps"], result["losses"] = steps, losses        # the fitted points, for plots
+    return result
+
+
+def add_deceleration_numbers(result, theta, covariance, steps, log_t):
+    """t_d, L_d = b t_d^-c0 and r_d = c0 + c1 of break 1, with errors by the delta method (None for
+    a fit without breaks), and L_hat_T, the fitted loss at the last step."""
+    breaks, n_params = result["breaks"], len(theta)
     if breaks == 0:
         result.update(c1=None, f1=None, d1=None, t_d=None, L_d=None, r_d=None,
                       L_hat_T=np.exp(theta[0]) * steps[-1] ** -theta[1])
@@ -285,7 +296,13 @@ def fit_bnsl(steps, losses, breaks=1, clock="step"):
         if breaks == 2:   # the two-segment formula ignores break 2: use the fitted curve at T
             result["L_hat_T"] = np.exp(bnsl_log_loss(theta, log_t[-1:]))[0]
 
-    # Is there a supported deceleration? See the rules in the module docstring.
+
+def support_problems(result, theta, steps, log_t, log_loss, power_law, rss_of, clock):
+    """Why the fit's break 1 is no supported deceleration ([] if it is): the rules of the module
+    docstring -- a deceleration (c1 < 0), a visible bend, enough points, breaks inside the data and
+    pinned down, and clearly better than one break fewer (RSLE and BIC)."""
+    breaks, n, n_params = result["breaks"], len(steps), len(theta)
+    rss = rss_of(theta)
     problems = []
     if breaks > 0 and result["c1"] >= 0:
         problems.append(f"break 1 is an acceleration, not a deceleration (c1 = {result['c1']:+.3g}: "
@@ -327,10 +344,7 @@ def fit_bnsl(steps, losses, breaks=1, clock="step"):
                 problems.append(f"{breaks} break(s) no better than {breaks - 1}: RSLE {gain:.0%} "
                                 f"lower (needs {MIN_RSLE_GAIN:.0%}), BIC {bic:.1f} vs "
                                 f"{bic_fewer:.1f} (needs lower)")
-    result["supported"] = not problems
-    result["warning"] = "; ".join(problems) or None
-    result["steps"], result["losses"] = steps, losses        # the fitted points, for plots
-    return result
+    return problems
 
 
 def bnsl_curve(result, steps):
