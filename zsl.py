@@ -174,30 +174,12 @@ def gradient_summary(stats, bins=HIST_BINS):
     """
     has_sign = "sum_sq_grad" in stats
     n_signs = next(iter(stats["sum_signed_grad"].values())).shape[0] if "sum_signed_grad" in stats else 0
-    mean = lambda v: float(v.mean()) if v.numel() else float("nan")  # noqa: E731
     per_tensor, all_C, all_C0, all_Cmc = [], [], [], []
     total_abs_sum, total_abs = 0.0, 0.0
     for name, S in stats["sum_grad"].items():
         A = stats["sum_abs_grad"][name]
-        used = A > 1e-6 * A.max()                                       # A_j = 0 up to rounding
-        C = (S.abs()[used] / A[used])                                   # C_j = |Σ_i g_ij| / Σ_i |g_ij|
-        row = {
-            "name": name,
-            "numel": S.numel(),
-            "n_zero": int((~used).sum()),
-            "D_mean": mean(1 - C),                                      # mean_j (1 − C_j)
-            "D_global": float(1 - S.abs().sum() / A.sum()) if A.sum() > 0 else float("nan"),
-            "embedding": name in EMBEDDING_PARAMS,
-            "D_null_sign": None, "D_null_mc": None, "excess_sign": None, "excess_mc": None,
-        }
-        if has_sign:                                                    # C_j^0 = sqrt(2/π) sqrt(Q_j) / A_j
-            C0 = math.sqrt(2 / math.pi) * stats["sum_sq_grad"][name][used].sqrt() / A[used]
-            row["D_null_sign"] = mean(1 - C0)
-            row["excess_sign"] = row["D_null_sign"] - row["D_mean"]
-        if n_signs:                                                     # |M_kj| / A_j, one row per pattern k
-            Cmc = stats["sum_signed_grad"][name][:, used].abs() / A[used]
-            row["D_null_mc"] = mean(1 - Cmc)                            # mean_j (1 − mean_k |M_kj| / A_j)
-            row["excess_mc"] = row["D_null_mc"] - row["D_mean"]
+        row, C, C0, Cmc = tensor_alignment(name, S, A, stats.get("sum_sq_grad", {}).get(name),
+                                           stats["sum_signed_grad"][name] if n_signs else None)
         per_tensor.append(row)
         if not row["embedding"]:
             all_C.append(C)
@@ -232,6 +214,33 @@ def gradient_summary(stats, bins=HIST_BINS):
         summary["hist_counts_null_mc"] = np.histogram(all_Cmc, bins=bins, range=(0.0, 1.0))[0].tolist()
     summary["per_tensor"] = per_tensor
     return summary
+
+
+def tensor_alignment(name, S, A, Q=None, M=None):
+    """gradient_summary's numbers for one tensor, from its sums S_j, A_j (and Q_j, M_kj when streamed):
+    (row, C_j, C_j^0, |M_kj| / A_j) over its used elements (A_j > 1e-6 max A: not zero up to rounding)."""
+    mean = lambda v: float(v.mean()) if v.numel() else float("nan")  # noqa: E731
+    used = A > 1e-6 * A.max()                                       # A_j = 0 up to rounding
+    C = (S.abs()[used] / A[used])                                   # C_j = |Σ_i g_ij| / Σ_i |g_ij|
+    C0 = Cmc = None
+    row = {
+        "name": name,
+        "numel": S.numel(),
+        "n_zero": int((~used).sum()),
+        "D_mean": mean(1 - C),                                      # mean_j (1 − C_j)
+        "D_global": float(1 - S.abs().sum() / A.sum()) if A.sum() > 0 else float("nan"),
+        "embedding": name in EMBEDDING_PARAMS,
+        "D_null_sign": None, "D_null_mc": None, "excess_sign": None, "excess_mc": None,
+    }
+    if Q is not None:                                               # C_j^0 = sqrt(2/π) sqrt(Q_j) / A_j
+        C0 = math.sqrt(2 / math.pi) * Q[used].sqrt() / A[used]
+        row["D_null_sign"] = mean(1 - C0)
+        row["excess_sign"] = row["D_null_sign"] - row["D_mean"]
+    if M is not None:                                               # |M_kj| / A_j, one row per pattern k
+        Cmc = M[:, used].abs() / A[used]
+        row["D_null_mc"] = mean(1 - Cmc)                            # mean_j (1 − mean_k |M_kj| / A_j)
+        row["excess_mc"] = row["D_null_mc"] - row["D_mean"]
+    return row, C, C0, Cmc
 
 
 BY_N_KEYS = ("n_tokens", "D_grad", "D_grad_global", "D_null_sign", "D_null_mc", "D_null_mc_se",
