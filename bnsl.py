@@ -64,6 +64,7 @@ from curves import (DEFAULT_SMOOTH, DEFAULT_SUBSAMPLE, DEFAULT_TRANSIENT, LMA_RA
                     CurveError, check_curve, dynamic_time, load_curve, log_moving_average,
                     log_subsample_mask, prepare_curve, read_curve)
 from support.cli import OneLineParser, guarded
+from support.files import check_figure_path
 
 MAX_RELATIVE_ERROR = 1.0  # a supported break has c_k and d_k each known to +-100 % (1 sigma)
 MIN_RSLE_GAIN = 0.3       # ... and cuts the RSLE of one break fewer by at least 30 %
@@ -357,89 +358,6 @@ def bnsl_curve(result, steps):
 
 # ---------------------------------------------------------------- 3. output
 
-def check_figure_path(path, inputs=()):
-    """Raise CurveError unless a figure can be saved at path without touching an input file."""
-    from matplotlib.backend_bases import FigureCanvasBase
-    formats = FigureCanvasBase.get_supported_filetypes()
-    extension = os.path.splitext(path)[1][1:].lower()
-    if extension not in formats:
-        raise CurveError(f"--plot={path!r}: name the figure file with a known extension "
-                         f"(e.g. fits.png; known: {', '.join(sorted(formats))})")
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or not os.path.isdir(parent):
-        raise CurveError(f"--plot={path}: {'a directory' if os.path.isdir(path) else 'no directory ' + parent}; "
-                         "give a file name in an existing directory")
-    for given in inputs:
-        given = os.path.join(given, "log.csv") if os.path.isdir(given) else given
-        if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
-            raise CurveError(f"--plot={path} is an input curve; choose another file name")
-
-
-def draw_fit(axes, fit, colour, label, mark_t_d):
-    """One fitted curve on log-log axes; with mark_t_d also its two straight segments and t_d."""
-    steps = fit["steps"]
-    dense = np.geomspace(steps[0], steps[-1], 400)
-    axes.plot(steps, fit["losses"], color=colour, lw=2, alpha=0.35)
-    axes.plot(dense, bnsl_curve(fit, dense), color=colour, lw=1, label=label)
-    if not mark_t_d:
-        return
-    t_d, L_d, r_d = fit["t_d"], fit["L_d"], fit["r_d"]
-    end = fit["d2"] if fit["breaks"] == 2 else steps[-1]        # segment 2 ends at break 2
-    before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
-    axes.plot(before, fit["b"] * before ** -fit["c0"], color=colour, ls=":", lw=1)
-    axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)   # L_d (t_d/t)^r_d
-    axes.plot([t_d], [L_d], "o", color=colour, ms=5)
-    axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
-
-
-def plot_fits(results, path):
-    """Paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d.
-
-    results: fit_bnsl results with a "name"; t_d is marked only for a supported break, and, if
-    a result carries a "verdict" (deceleration.py), only for a deceleration. Results with a fit
-    in tau ("tau_fit") get a second panel: the loss against tau = sum lr / max lr."""
-    import matplotlib
-    import matplotlib.ticker
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    in_tau = any("steps" in (result.get("tau_fit") or {}) for result in results)
-    figure, panels = plt.subplots(1, 1 + in_tau, figsize=(7 + 6 * in_tau, 5), squeeze=False)
-    for index, result in enumerate(results):
-        colour, name = f"C{index % 10}", result.get("name", f"curve {index + 1}")
-        verdict = result.get("verdict")
-        mark = result["t_d"] is not None and result["supported"] and verdict in (None, "deceleration")
-        if mark:
-            label = f"{name}: t_d={result['t_d']:.3g}, L_d={result['L_d']:.3g}, r_d={result['r_d']:.3g}"
-        elif result["t_d"] is not None:
-            label = f"{name}: {verdict or 'no supported deceleration'}"
-        else:
-            label = name
-        draw_fit(panels[0, 0], result, colour, label, mark)
-        tau_fit = result.get("tau_fit") or {}
-        if "steps" in tau_fit:
-            label = (f"{name}: tau_d={tau_fit['t_d']:.3g} (step {result['tau_d_step']:.3g})"
-                     if tau_fit["supported"] else f"{name}: no supported break in tau")
-            draw_fit(panels[0, 1], tau_fit, colour, label, tau_fit["supported"])
-    for axes, clock in zip(panels[0], ["step", "tau = sum of lr / max lr"]):
-        losses = np.concatenate([r["losses"] if clock == "step" else r["tau_fit"]["losses"]
-                                 for r in results if clock == "step" or "steps" in (r.get("tau_fit") or {})])
-        axes.set(xscale="log", yscale="log", xlabel=clock, ylabel="training loss",
-                 ylim=(0.95 * losses.min(), 1.05 * losses.max()),
-                 title=f"BNSL fits against {clock.split(' ')[0]} (dotted: before t_d, dashed: after)")
-        axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
-        axes.legend(fontsize=7)
-    figure.tight_layout()
-    temporary = f"{path}.tmp{os.getpid()}"    # written whole, then renamed: never half a figure
-    try:
-        figure.savefig(temporary, dpi=120, format=os.path.splitext(path)[1][1:].lower())
-        os.replace(temporary, path)
-    finally:
-        plt.close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def plus_minus(result, key):
     """"value±error" to 4 and 2 significant digits; a parameter at its bound has no error."""
     value, error = result.get(key), result.get(key + "_err")
@@ -573,6 +491,7 @@ def run_command(argv):
         except CurveError as error:
             raise CurveError(error if str(error).startswith(path) else f"{path}: {error}") from None
     if args.plot is not None:
+        from plots import plot_fits  # (plots.py draws every figure; it imports this file)
         plot_fits(results, args.plot)
 
     if args.json:

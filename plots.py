@@ -1,5 +1,8 @@
 """
-The figures of zsl.py: drawn from the summaries zsl.json holds (one colour per run, the paper's style).
+The figures of bnsl.py and zsl.py, drawn from what they compute (one colour per run, the paper's style).
+
+    bnsl.py --plot FILE  the loss curves on log-log axes, their broken-power-law fits, the two straight
+                   segments and t_d where the break is a deceleration (a second panel against tau)
 
     zsl_loss.png   D(Δℓ) and M(Δℓ) = mean |Δℓ| against step, for the three Δℓ variants (train and probe
                    over one step, probe from one record to the next); dash-dot: t_d from bnsl.py
@@ -19,6 +22,7 @@ import os
 
 import numpy as np
 
+import bnsl
 from support.files import save_figure
 
 VARIANTS = (("train", "train, Δt=1", ":"), ("probe", "probe, Δt=1", "-"), ("interval", "probe, record→next", "--"))
@@ -202,3 +206,64 @@ def write_figures(summaries, fig_dir, hist_step=None):
     for path, plot in plots:
         plot(path)
     return written
+
+
+# ---------------------------------------------------------------- bnsl.py's figure
+
+def draw_fit(axes, fit, colour, label, mark_t_d):
+    """One fitted curve on log-log axes; with mark_t_d also its two straight segments and t_d."""
+    steps = fit["steps"]
+    dense = np.geomspace(steps[0], steps[-1], 400)
+    axes.plot(steps, fit["losses"], color=colour, lw=2, alpha=0.35)
+    axes.plot(dense, bnsl.bnsl_curve(fit, dense), color=colour, lw=1, label=label)
+    if not mark_t_d:
+        return
+    t_d, L_d, r_d = fit["t_d"], fit["L_d"], fit["r_d"]
+    end = fit["d2"] if fit["breaks"] == 2 else steps[-1]        # segment 2 ends at break 2
+    before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
+    axes.plot(before, fit["b"] * before ** -fit["c0"], color=colour, ls=":", lw=1)
+    axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)   # L_d (t_d/t)^r_d
+    axes.plot([t_d], [L_d], "o", color=colour, ms=5)
+    axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
+
+
+def plot_fits(results, path):
+    """bnsl.py --plot: paper-style figure: curves on log-log axes, the fits, their two straight segments, t_d.
+
+    results: fit_bnsl results with a "name"; t_d is marked only for a supported break, and, if
+    a result carries a "verdict" (deceleration.py), only for a deceleration. Results with a fit
+    in tau ("tau_fit") get a second panel: the loss against tau = sum lr / max lr."""
+    import matplotlib.ticker
+    import matplotlib.pyplot as plt
+    in_tau = any("steps" in (result.get("tau_fit") or {}) for result in results)
+    figure, panels = plt.subplots(1, 1 + in_tau, figsize=(7 + 6 * in_tau, 5), squeeze=False)
+    any_marked = False
+    for index, result in enumerate(results):
+        colour, name = f"C{index % 10}", result.get("name", f"curve {index + 1}")
+        verdict = result.get("verdict")
+        mark = result["t_d"] is not None and result["supported"] and verdict in (None, "deceleration")
+        any_marked |= mark
+        if mark:
+            label = f"{name}: t_d={result['t_d']:.3g}, L_d={result['L_d']:.3g}, r_d={result['r_d']:.3g}"
+        elif result["t_d"] is not None:
+            label = f"{name}: {verdict or 'no supported deceleration'}"
+        else:
+            label = name
+        draw_fit(panels[0, 0], result, colour, label, mark)
+        tau_fit = result.get("tau_fit") or {}
+        if "steps" in tau_fit:
+            label = (f"{name}: tau_d={tau_fit['t_d']:.3g} (step {result['tau_d_step']:.3g})"
+                     if tau_fit["supported"] else f"{name}: no supported break in tau")
+            draw_fit(panels[0, 1], tau_fit, colour, label, tau_fit["supported"])
+    segments = " (dotted: before t_d, dashed: after)" if any_marked else ""
+    for axes, clock in zip(panels[0], ["step", "tau = sum of lr / max lr"]):
+        losses = np.concatenate([r["losses"] if clock == "step" else r["tau_fit"]["losses"]
+                                 for r in results if clock == "step" or "steps" in (r.get("tau_fit") or {})])
+        axes.set(xscale="log", yscale="log", xlabel=clock, ylabel="training loss (nats per token)",
+                 ylim=(0.95 * losses.min(), 1.05 * losses.max()),
+                 title=f"BNSL fits against {clock.split(' ')[0]}{segments}")
+        axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, path)

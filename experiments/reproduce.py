@@ -44,6 +44,7 @@ if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import fro
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
 
 import bnsl
+import plots
 from experiments import error_entropy
 from experiments import timescale_plots
 import train
@@ -430,7 +431,7 @@ def run_command(argv):
                      "octaves": octaves, "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess})
         summaries.append({**summary, "run_dir": run_dir, "fit": fit})
 
-    bnsl.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
+    plots.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
     plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
     zsl.write_figures(summaries, args.out_dir)
     # The other lenses on the same runs, each its own section of the report (and of summary.json)

@@ -8,12 +8,15 @@ a crash, Ctrl-C or a full disk never leaves half a file, and the temporary is re
     save_npz(path, **arrays)      numpy arrays
     save_figure(figure, path)     a matplotlib figure, its format from the extension; the figure is closed
     json_safe(obj)                numpy scalars and arrays to plain numbers and lists, nan/inf to None
+    check_figure_path(path, inputs)   before any work: a figure can be saved there, over no input file
 """
 import json
 import math
 import os
 
 import numpy as np
+
+from support.cli import UsageError
 
 
 def atomic_write(path, write):
@@ -61,3 +64,21 @@ def save_figure(figure, path, dpi=120):
         atomic_write(path, lambda f: figure.savefig(f, dpi=dpi, format=file_format))
     finally:
         plt.close(figure)
+
+
+def check_figure_path(path, inputs=()):
+    """Raise UsageError unless a figure can be saved at path without touching an input file."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension not in formats:
+        raise UsageError(f"--plot={path!r}: name the figure file with a known extension "
+                         f"(e.g. fits.png; known: {', '.join(sorted(formats))})")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(parent):
+        raise UsageError(f"--plot={path}: {'a directory' if os.path.isdir(path) else 'no directory ' + parent}; "
+                         "give a file name in an existing directory")
+    for given in inputs:
+        given = os.path.join(given, "log.csv") if os.path.isdir(given) else given
+        if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise UsageError(f"--plot={path} is an input curve; choose another file name")

@@ -236,8 +236,10 @@ def deceleration(run_dir):
         judged = bend.deceleration_verdict(curve["steps"], curve["losses"], curve["lr"])
     except UsageError as e:  # too short, diverged, ...: no fit, no marker
         return None, f"bnsl.py could not fit the loss curve ({e})"
-    if judged["t_d"] is None:
-        return None, f"no deceleration: the break is judged '{judged['verdict']}' ({judged['reason']})"
+    if judged["verdict"] == "none":
+        return None, f"bnsl.py found no supported deceleration ({judged['reason']})"
+    if judged["t_d"] is None:  # a supported break, but the schedule's or the run's end: no deceleration
+        return None, f"bnsl.py's break is judged '{judged['verdict']}', not a deceleration ({judged['reason']})"
     return float(judged["t_d"]), None
 
 
