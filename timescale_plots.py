@@ -58,10 +58,12 @@ def plot_toy(toy, fit, control, path):
 
 
 def plot_runs(results, path):
-    """Our runs like the toy: loss against tau (log-log) with the two fits, t_d marked, and the
-    logit scale on the probe against tau; one colour per run."""
+    """Our runs like the toy: loss against tau (log-log) with the two fits, t_d marked (only where
+    bnsl.py's fit supports a break), and the logit scale on the probe against tau; one colour per
+    run. The title names only the lines drawn. Writes path; returns the (closed) figure."""
+    from zsl_plots import legend_below, plain_log_axis
     plt = _pyplot()
-    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(11, 4.8))
     for index, r in enumerate(results):
         colour = f"C{index % 10}"
         fit = r["fit"]
@@ -78,18 +80,30 @@ def plot_runs(results, path):
                       label=f"{r['name']}: slope {r['logit_scale_slope']:.2f} (last decade)")
         if r["tau_d"] is not None:
             for axes in (ax_loss, ax_scale):
-                axes.axvline(r["tau_d"], color=colour, lw=0.6, ls=":")
-    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="training loss (smoothed)",
-                title="c τ^-α + L0 (solid: last decade of τ; dashed: from t_d; dotted: t_d)")
+                axes.axvline(r["tau_d"], color=colour, lw=0.8, ls="-.")
+    with_t_d = [r["name"] for r in results if r["tau_d"] is not None]
+    drawn = ["solid: the fit over the last decade of τ"]
+    if any(r["fit_after_t_d"] is not None for r in results):
+        drawn.append("dashed: the fit from t_d")
+    drawn.append("dash-dot: t_d" if len(with_t_d) == len(results) else
+                 f"dash-dot: t_d, {', '.join(with_t_d)} only (no supported break in the others)" if with_t_d else
+                 "no supported t_d, so no fit from it")
+    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr",
+                ylabel="training loss (nats per token, smoothed)", title="c τ^-α + L0\n" + "\n".join(drawn))
     ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr",
-                 ylabel="logit scale on the probe", title="std of the logits over the vocabulary")
+                 ylabel="logit scale (std over the vocabulary)",
+                 title="the logit scale, mean over the probe's tokens")
     for axes in (ax_loss, ax_scale):
-        axes.legend(fontsize=7)
         axes.grid(alpha=0.3, which="both")
-    ax_loss.title.set_fontsize(8)
+        axes.title.set_fontsize(9)
+        plain_log_axis(axes.xaxis)
+        plain_log_axis(axes.yaxis)
+        legend_below(axes)
+    figure.suptitle("One-third time scaling: the loss and the logit scale against dynamic time", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
+    return figure
 
 
 def plus_minus(value, error, digits=3):
