@@ -58,16 +58,21 @@ def cpu_cores():
 
 
 def plan_workers(n_jobs, device, jobs=0, cores=None):
-    """(workers, torch threads per worker, one line saying why). jobs > 0 asks for that many workers."""
+    """(workers, torch threads per worker or None for torch's choice, one line saying why).
+    jobs > 0 asks for that many workers; one worker means one job at a time in this process."""
     cores = cores or cpu_cores()
     if device not in ("cpu", "auto") and not jobs:
-        return 1, None, f"one job at a time on {device} (the device is shared, not the CPU cores)"
+        return 1, None, f"{n_jobs} jobs one at a time on {device}, in this process (they share the device)"
     workers = max(1, min(jobs or cores, n_jobs))
     threads = max(1, cores // workers)
-    why = (f"{n_jobs} jobs on {workers} worker process{'es' if workers > 1 else ''} x {threads} torch "
-           f"thread{'s' if threads > 1 else ''} ({cores} CPU core{'s' if cores > 1 else ''}")
+    asked = f", --jobs={jobs}" if jobs else ""
+    if workers == 1:
+        return 1, threads, (f"{n_jobs} jobs one at a time in this process on {threads} torch thread"
+                            f"{'s' if threads > 1 else ''} ({cores} CPU core{'s' if cores > 1 else ''}{asked})")
+    why = (f"{n_jobs} jobs on {workers} worker processes x {threads} torch thread{'s' if threads > 1 else ''} "
+           f"({cores} CPU cores{asked}")
     if jobs:
-        return workers, threads, why + f", --jobs={jobs})"
+        return workers, threads, why + ")"
     return workers, threads, why + ("; one single-threaded job per core: a small model's step is as fast on one "
                                     "thread as on two)" if threads == 1 else "; the spare cores become threads)")
 
@@ -130,24 +135,26 @@ class Progress:
         self.stream = stream or sys.stderr
         self.work = {(job.key, phase): float(work) for job in jobs for phase, work in job.phases}
         self.done = dict.fromkeys(self.work, 0.0)
-        self.running, self.offset = {}, {}
+        self.running, self.offset, self.began, self.finished = {}, {}, {}, set()
         self.started = time.time()
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.bar = tqdm(total=sum(self.work.values()), file=self.stream, disable=not self.tty, smoothing=0,
+        self.bar = tqdm(total=sum(self.work.values()), file=self.stream, disable=not self.tty, smoothing=0, dynamic_ncols=True,
                         desc="reproduce", bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
 
     def update(self, key, phase, done, total, note=None):
         """A job's report: phase is at done of total. What was done before this run (a resumed or
         reused run) is no work now: the first report of a phase takes it out of the expected work."""
         if (key, phase) not in self.offset:
-            self.offset[(key, phase)] = done
+            self.offset[(key, phase)], self.began[(key, phase)] = done, time.time()
             if total:
                 self.work[(key, phase)] = self.work.get((key, phase), 0.0) * (total - done) / total
         offset, work = self.offset[(key, phase)], self.work.get((key, phase), 0.0)
         self.done[(key, phase)] = work * (done - offset) / (total - offset) if total > offset else work
         if done >= total:
+            self.finished.add((key, phase))
             self.running.pop(key, None)
-            self.say(f"{key}: {phase} done{f', {note}' if note else ''}")
+            took = _duration(time.time() - self.began[(key, phase)])
+            self.say(f"{key}: {phase} done in {took}{f', {note}' if note else ''}")
         else:
             self.running[key] = f"{key}: {phase} {done}/{total}"
         self.bar.total, self.bar.n = sum(self.work.values()), sum(self.done.values())
@@ -192,31 +199,54 @@ def _stop_workers(pids):
 
 def run_jobs(jobs, workers, threads, stream=None):
     """Run the jobs (dependencies first), showing progress; returns {key: result}. Raises the first
-    job's exception, or KeyboardInterrupt on Ctrl-C / SIGTERM, after stopping every worker."""
-    context = multiprocessing.get_context("spawn")   # fresh interpreters: no forked torch threads
-    progress_queue, pids, results = context.Queue(), set(), {}
+    job's exception, or KeyboardInterrupt on Ctrl-C / SIGTERM, after stopping every worker. With one
+    worker the jobs run one after the other in this process (no pool: plain tracebacks, one device)."""
     progress = Progress(jobs, stream)
-    waiting, running = list(jobs), {}
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                    initargs=(progress_queue, threads)) as pool:
-            try:
-                while waiting or running:
-                    for job in [j for j in waiting if all(k in results for k in j.after)]:
-                        waiting.remove(job)
-                        running[pool.submit(_run_in_worker, job.key, job.function, job.args, job.log)] = job
-                    finished, _ = concurrent.futures.wait(running, timeout=0.5,
-                                                          return_when=concurrent.futures.FIRST_COMPLETED)
-                    _drain(progress_queue, progress, pids)
-                    for future in finished:
-                        results[running.pop(future).key] = future.result()   # raises the job's exception
-            except BaseException:
-                _drain(progress_queue, progress, pids)
-                _stop_workers(pids)
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        return (_run_here if workers == 1 else _run_on_pool)(jobs, workers, threads, progress)
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         progress.close()
+
+
+def _run_here(jobs, workers, threads, progress):
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    results = {}
+    for job in jobs:   # in the given order, which must put each job after the jobs it needs
+        missing = [key for key in job.after if key not in results]
+        if missing:
+            raise ValueError(f"job {job.key} is listed before {missing[0]}, which it needs")
+        report = lambda phase, done, total, note=None, key=job.key: progress.update(key, phase, done, total, note)  # noqa: E731
+        if job.log is None:
+            results[job.key] = job.function(*job.args, report=report)
+            continue
+        with open(job.log, "a", encoding="utf-8") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            results[job.key] = job.function(*job.args, report=report)
+    return results
+
+
+def _run_on_pool(jobs, workers, threads, progress):
+    context = multiprocessing.get_context("spawn")   # fresh interpreters: no forked torch threads
+    progress_queue, pids, results = context.Queue(), set(), {}
+    waiting, running = list(jobs), {}
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                initargs=(progress_queue, threads)) as pool:
+        try:
+            while waiting or running:
+                for job in [j for j in waiting if all(k in results for k in j.after)]:
+                    waiting.remove(job)
+                    running[pool.submit(_run_in_worker, job.key, job.function, job.args, job.log)] = job
+                finished, _ = concurrent.futures.wait(running, timeout=0.5,
+                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                _drain(progress_queue, progress, pids)
+                for future in finished:
+                    results[running.pop(future).key] = future.result()   # raises the job's exception
+        except BaseException:
+            _drain(progress_queue, progress, pids)
+            _stop_workers(pids)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return results

@@ -21,6 +21,7 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     timescale_runs.png    loss and logit scale against dynamic time τ = Σ lr (timescale.py's lens)
     error_entropy_*.png   CE = EE + SA - log C against step per size, and each term against size
     report.md             the conclusion, then the findings, each judged by a stated rule, with the numbers
+                          (report.log: what the analysis printed)
     summary.json          every number in the report
 
 With several --seeds, each seed's outputs go in out_dir/seed_<N>/ as above, and out_dir holds
@@ -261,9 +262,9 @@ def train_size(config, report):
     report("training", last_logged_step(config.out_dir), config.max_iters)
     stop = threading.Event()
 
-    def watch():   # the loop's progress, read from its log.csv
+    def watch():   # the loop's progress, read from its log.csv (its end is reported below, with the loss)
         while not stop.wait(1.0):
-            report("training", last_logged_step(config.out_dir), config.max_iters)
+            report("training", min(last_logged_step(config.out_dir), config.max_iters - 1), config.max_iters)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
@@ -283,14 +284,15 @@ def analyse_checkpoints(run_dir, probe_tokens, report):
     kept, _ = zsl_run.previous_gradient_rows(run_dir)
     done = {row["step"] for row in kept if row.get("n_tokens") == probe_tokens and "update" in row}
     todo = [step for step in steps if step not in done]
+    if not todo:
+        report("zero-sum", len(steps), len(steps), "every checkpoint analysed before, reused")
+        return
     report("zero-sum", len(steps) - len(todo), len(steps))
     for k, step in enumerate(todo):
         summary = zsl.analyse_run(run_dir, steps=[step], probe_tokens=probe_tokens, progress=False)
         zsl_run.write_json(os.path.join(run_dir, "zsl.json"), summary)
         report("zero-sum", len(steps) - len(todo) + k + 1, len(steps),
                f"D(∇θℓ) at {len(steps)} checkpoints" if k == len(todo) - 1 else None)
-    if not todo:
-        report("zero-sum", len(steps), len(steps), "every checkpoint analysed before, reused")
 
 
 def size_job(config, probe_tokens, report):
@@ -339,7 +341,7 @@ def _monotone(rows, key, falling):
 
 def _check_ratio(row):   # finding 1, one size
     ratio = row["rsle_power_law"] / row["rsle"]
-    problems = ([f"RSLE ratio {ratio:.2f} < 2"] if ratio < 2 else []) + ([] if row["supported"] else [_no_break(row)])
+    problems = ([f"RSLE ratio {np.floor(ratio * 100) / 100:.2f} < 2"] if ratio < 2 else []) + ([] if row["supported"] else [_no_break(row)])
     return (FAILS, "; ".join(problems)) if problems else (HOLDS, None)
 
 
@@ -372,7 +374,7 @@ def judge(rows):
         ("1. BNSL fits clearly better than a power law",
          "RSLE(power law) / RSLE(BNSL) >= 2 and the break supported, for every size",
          _every_size(rows, _check_ratio),
-         f"ratio {_fmt(ratio, 1)}; supported {', '.join(str(row['supported']) for row in rows)}"),
+         f"ratio {_fmt(ratio, 2)}; supported {', '.join(str(row['supported']) for row in rows)}"),
         # L_d and r_d of an unsupported fit describe a curve, not a deceleration: not judged on them
         ("2. L_d decreases with model size", "L_d strictly decreasing from smallest to largest, over supported breaks",
          _monotone(rows, "L_d", falling=True), f"L_d {_fmt(column('L_d'))}"),
@@ -509,14 +511,14 @@ def conclusion(verdicts, rows):
     else:
         meaning = ""
         if rejected:
-            meaning += (f"the loss curve of {_numbers(rejected)} shows no deceleration that the fit's stated rules "
-                        f"accept, so the deceleration itself did not reproduce there, and the findings measured at "
+            meaning += (f"the loss curve{'s' if len(rejected) > 1 else ''} of {_numbers(rejected)} "
+                        f"show{'' if len(rejected) > 1 else 's'} no deceleration that the fit's stated rules accept, so the deceleration itself did not reproduce there, and the findings measured at "
                         f"t_d could not be tested on {'it' if len(rejected) == 1 else 'them'}. ")
         if failed_at_t_d:
             plural = len(failed_at_t_d) > 1
             meaning += (f"{'Where the loss does decelerate (' + _numbers(decelerating) + ')' if rejected else 'Although every size decelerates'}, "
                         f"finding{'s' if plural else ''} {_numbers(failed_at_t_d)} {'do' if plural else 'does'} not "
-                        "hold: what the paper says happens at the deceleration is not seen there at this scale. ")
+                        "hold: at this scale these runs do not show what the paper reports about the deceleration. ")
         elif any(v["finding"].startswith("1.") for v in by_state[FAILS]) and not rejected:
             meaning += "Every break is supported, but does not fit clearly better than a power law. "
         if by_state[NOT_JUDGED]:
@@ -653,11 +655,14 @@ def analyse_seed(args, names, command, report):
 # ---------------------------------------------------------------------------------------------
 # The plan: which jobs, on how many processes, and how much work each phase is (for the ETA)
 
-# The cost of a phase per token, relative to a training token (forward + backward), measured with
-# this tool's own phase times (see the README): one probe token's per-token gradient analysis
-# (its gradient, the sign-pattern null, the update link) and one evaluation token of the
-# error-entropy lens (a forward pass and float64 terms).
-ZERO_SUM_COST, ERROR_ENTROPY_COST = 340.0, 0.33
+# The expected work of each phase, for the progress bar's fraction and ETA (only the ratios matter),
+# in units of one token through 12 L d^2 + V d multiply-adds. Measured with this tool's own phase
+# times ("done in ..."; 256 steps of 1x32, 2x64, 3x96 at vocab 2 048, probe 512, 16 384 evaluation
+# tokens, two shared cores): training ran at 2.0-2.7e9 units per second per core; one probe token
+# of the per-token gradient analysis cost 50-110 training tokens; the report's fits, figures and
+# lenses took about 15 s per size beyond the error-entropy lens's forward passes.
+ZERO_SUM_COST, ERROR_ENTROPY_COST = 80.0, 0.33    # per token, relative to a training token
+UNITS_PER_SECOND, REPORT_SECONDS_PER_SIZE = 2.2e9, 15.0
 
 
 def flops_per_token(n_layer, n_embd, vocab_size):
@@ -681,7 +686,8 @@ def plan_jobs(args, seeds, sizes, names, configs, vocab_size, command):
                                       ("zero-sum", checkpoints * args.probe_tokens * cost * ZERO_SUM_COST)],
                                      log=config.out_dir.rstrip(os.sep) + ".log"))
             by_seed.setdefault(seed, []).append(key)
-    lens = checkpoints * args.ee_tokens * ERROR_ENTROPY_COST * sum(flops_per_token(*s, vocab_size) for s in sizes)
+    lens = (checkpoints * args.ee_tokens * ERROR_ENTROPY_COST * sum(flops_per_token(*s, vocab_size) for s in sizes)
+            + len(sizes) * REPORT_SECONDS_PER_SIZE * UNITS_PER_SECOND)
     for seed in seeds:
         seed_args = argparse.Namespace(**{**vars(args), "seed": seed, "out_dir": seed_dir(args.out_dir, seed, seeds)})
         jobs.append(job_pool.Job(f"seed {seed}", analyse_seed, (seed_args, names, command), [("report", lens)],
@@ -759,12 +765,20 @@ def check_args(args):
 
 
 def prepare_data(dataset):
-    """Build a built-in dataset before the workers start (they would each build it); its vocabulary size."""
+    """Build a built-in dataset before the worker processes start (each would build it at once)."""
     try:
         prepare.build_named_if_missing(dataset, dataset_dir(dataset))
-        return int(prepare.load_dataset(dataset_dir(dataset))[2]["vocab_size"])
     except prepare.DataError as e:
         raise train.ConfigError(str(e)) from None
+
+
+def vocab_size_of(dataset):
+    """The dataset's vocabulary size (its meta.json; before it is built, what its name says), for the ETA."""
+    try:
+        with open(os.path.join(dataset_dir(dataset), "meta.json"), encoding="utf-8") as f:
+            return int(json.load(f)["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return prepare.parse_bpe_name(dataset) or 256
 
 
 def main(argv=None):
@@ -777,12 +791,13 @@ def main(argv=None):
                                              n_layer, n_embd, argparse.Namespace(**{**vars(args), "seed": seed}))
                    for seed in seeds for name, (n_layer, n_embd) in zip(names, sizes)}
         check_flags(args, sizes)
-        vocab_size = prepare_data(args.dataset)
+        device = train.pick_device(args.device)
+        workers, threads, why = job_pool.plan_workers(len(sizes) * len(seeds), device, args.jobs)
+        if workers > 1:
+            prepare_data(args.dataset)
         for seed in seeds:
             os.makedirs(os.path.join(seed_dir(args.out_dir, seed, seeds), "runs"), exist_ok=True)
-        device = train.pick_device(args.device)
-        jobs = plan_jobs(args, seeds, sizes, names, configs, vocab_size, command)
-        workers, threads, why = job_pool.plan_workers(len(jobs) - len(seeds), device, args.jobs)
+        jobs = plan_jobs(args, seeds, sizes, names, configs, vocab_size_of(args.dataset), command)
         print(f"reproduce.py: {len(sizes)} sizes x {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: {why}", flush=True)
         results = job_pool.run_jobs(jobs, workers, threads)
         per_seed = [results[f"seed {seed}"] for seed in seeds]

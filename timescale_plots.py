@@ -45,13 +45,17 @@ def plot_toy(toy, fit, control, path):
     scale_at_end = toy["logit_scale"][-1]
     ax_scale.plot(dense, scale_at_end * (dense / toy["tau"][-1]) ** fit["logit_scale_slope"], "k--", lw=1.5,
                   label=f"slope {fit['logit_scale_slope']:.3f}")
-    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="KL(teacher ‖ student)",
-                title=f"α = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3)")
+    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="KL(teacher ‖ student) (nats)",
+                title=f"the toy's loss; dashed: the fit, α = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3)")
     ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="logit scale (std over vocab)",
-                 title="the student's logit scale")
+                 title="the student's logit scale; dashed: its slope over the window")
+    from zsl_plots import plain_log_axis
     for axes in (ax_loss, ax_scale):
         axes.legend(fontsize=8)
         axes.grid(alpha=0.3, which="both")
+        axes.title.set_fontsize(9)
+        plain_log_axis(axes.xaxis)
+        plain_log_axis(axes.yaxis)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -83,20 +83,23 @@ def plain_log_axis(axis):
 
 
 def legend_below(ax, columns=2, **kwargs):
-    """The legend under the axes, outside the data (saved with bbox_inches='tight')."""
+    """The legend under the axes, outside the data: left out of tight_layout (which would shrink the
+    axes to make room), kept by savefig's bbox_inches='tight'."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=columns, frameon=False, **kwargs)
+        legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=columns,
+                           frameon=False, **kwargs)
+        legend.set_in_layout(False)
 
 
 def save(fig, path):
-    """Write the figure (its legends below the axes included) and close it."""
+    """Write the figure and close it: the axes laid out without the legends below them (which would
+    shrink them), then saved with those legends (bbox_inches='tight' keeps what lies outside)."""
     plt = _pyplot()
     fig.tight_layout()
+    for legend in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]:
+        legend.set_in_layout(True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-
-
-_save = save
 
 
 def _short(reason):
@@ -125,13 +128,13 @@ def _mark_rejected(summary, steps, *axes):
     return False
 
 
-def _shade_before_fit(summaries, *axes):
+def _shade_before_fit(summaries, first_step, *axes):
     """Grey: the steps before the fit window (reproduce.py's fit_start), which no finding judges."""
     starts = sorted({s["fit_start"] for s in summaries if s.get("fit_start")})
-    if not starts:
+    if not starts or first_step is None:
         return None
     for ax in axes:
-        ax.axvspan(0.5, starts[0], color="0.92", zorder=0, lw=0)
+        ax.axvspan(first_step, starts[0], color="0.92", zorder=0, lw=0)
     span = f"{starts[0]}" if len(starts) == 1 else f"{starts[0]}–{starts[-1]}"
     return f"before the fit window (steps < {span}): not judged"
 
@@ -173,9 +176,9 @@ def plot_loss_interference(summaries, path):
             ax_D.hlines(0.8, s["t_d"], octaves[-1][0], colors=colour, linestyles=":", lw=1.8)
         _mark_t_d(s, colour, ax_D, ax_M)
         rejected |= _mark_rejected(s, [r["step"] for r in s["loss_interference"]], ax_D, ax_M)
-    shade = _shade_before_fit(summaries, ax_D, ax_M)
     all_rows = [r for s in summaries for r in s["loss_interference"]]
     steps, magnitudes = [r["step"] for r in all_rows], [r["probe"]["M"] for r in all_rows]
+    shade = _shade_before_fit(summaries, min(steps, default=None), ax_D, ax_M)
     _log_axes(ax_D, steps)
     _log_axes(ax_M, steps, magnitudes)
     ax_D.set(xlabel="step", ylabel="D(Δℓ)  (0: all tokens move together, 1: gains cancel losses)", ylim=(0, 1),
@@ -189,12 +192,13 @@ def plot_loss_interference(summaries, path):
     extras = ([("t_d", "t_d (supported fit)")] if any(s.get("t_d") for s in summaries) else []) + \
              ([("rejected", "break of a rejected fit: not a t_d")] if rejected else []) + ([("shade", shade)] if shade else [])
     _figure_legend(fig, summaries, styles, extras)
-    title = "Per-token loss changes Δℓ between steps"
-    if judged:
-        title = ("Finding 4: " + ("D(Δℓ), thick, judged around t_d (dotted: the rule's levels)"
-                                  if any(s.get("t_d") for s in summaries) else "not judged, no size has a supported "
-                                  "t_d; thick: D(Δℓ) from record s to 2s, which it would judge"))
-    fig.suptitle(f"{title}; {_t_d_note(summaries)}", fontsize=9)
+    if not judged:
+        title = f"Per-token loss changes Δℓ between steps; {_t_d_note(summaries)}"
+    elif any(s.get("t_d") for s in summaries):
+        title = f"Finding 4: D(Δℓ), thick, judged around t_d (dotted: the rule's levels); {_t_d_note(summaries)}"
+    else:
+        title = "Finding 4 not judged: no size has a supported t_d; thick: D(Δℓ) from record s to 2s, which it would judge"
+    fig.suptitle(title, fontsize=9)
     save(fig, path)
     return fig
 
@@ -334,16 +338,18 @@ def plot_loss_fits(fits, path):
     for index, fit in enumerate(fits):
         colour, steps = f"C{index % 10}", np.asarray(fit["steps"], dtype=float)
         dense = np.geomspace(steps[0], steps[-1], 400)
-        ax.plot(steps, fit["losses"], color=colour, lw=2.5, alpha=0.35, label=fit.get("name", f"curve {index + 1}"))
+        name = fit.get("name", f"curve {index + 1}")
         if not fit["supported"] or fit["t_d"] is None:
-            ax.plot(dense, bnsl.bnsl_curve(fit, dense), color="0.45", ls="--", lw=1,
-                    label=f"fit rejected: {_short(fit['warning'])}")
+            ax.plot(steps, fit["losses"], color=colour, lw=2.5, alpha=0.35,
+                    label=f"{name}: fit rejected, {_short(fit['warning'])}")
+            ax.plot(dense, bnsl.bnsl_curve(fit, dense), color="0.45", ls="--", lw=1)
             if fit["t_d"] is not None and steps[0] <= fit["t_d"] <= steps[-1]:
                 ax.plot([fit["t_d"]], bnsl.bnsl_curve(fit, np.array([fit["t_d"]])), "o", mfc="none", mec="0.45", ms=7)
             continue
         t_d, L_d, r_d = fit["t_d"], fit["L_d"], fit["r_d"]
-        ax.plot(dense, bnsl.bnsl_curve(fit, dense), color=colour, lw=1.2,
-                label=f"fit: t_d = {t_d:.0f}, L_d = {L_d:.3f}, r_d = {r_d:.3f}")
+        ax.plot(steps, fit["losses"], color=colour, lw=2.5, alpha=0.35,
+                label=f"{name}: t_d = {t_d:.0f}, L_d = {L_d:.3f}, r_d = {r_d:.3f}")
+        ax.plot(dense, bnsl.bnsl_curve(fit, dense), color=colour, lw=1.2)
         ax.plot(dense, fit["b"] * dense ** -fit["c0"], color=colour, ls=":", lw=1)     # b t^-c0, on past t_d
         after = dense[dense >= t_d]
         ax.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)      # L_d (t_d/t)^r_d
@@ -355,12 +361,15 @@ def plot_loss_fits(fits, path):
     plain_log_axis(ax.xaxis)
     plain_log_axis(ax.yaxis)
     supported = sum(bool(fit["supported"]) for fit in fits)
-    title = f"Finding 1: the 1-break BNSL fit per size; {supported} of {len(fits)} breaks supported"
-    title += ("\n(thick pale: the fitted points; dot: t_d; dotted: the first power law, continued past t_d; "
-              "dashed: the power law after t_d" if supported else "\n(thick pale: the fitted points")
-    title += "; grey dashed: rejected fits)" if supported < len(fits) else ")"
+    lines = [f"Finding 1: the 1-break BNSL fit per size; {supported} of {len(fits)} breaks supported",
+             "thick pale: the fitted points" + ("; solid: the fit; dot: t_d" if supported else "")]
+    if supported:
+        lines.append("dotted: the first power law, continued past t_d; dashed: the power law after t_d")
+    if supported < len(fits):
+        lines.append("grey dashed: a rejected fit; hollow circle: its break (not a t_d)")
+    title = "\n".join(lines)
     ax.set_title(title, fontsize=9)
-    legend_below(ax, columns=min(len(fits), 3))   # a column per size: its points, then its fit
+    legend_below(ax, columns=1)
     save(fig, path)
     return fig
 

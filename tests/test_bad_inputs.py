@@ -342,7 +342,7 @@ def test_reproduce_ctrl_c_exits_130_and_leaves_a_directory_a_rerun_accepts(tmp_p
         return True
     monkeypatch.setattr(train, "train", interrupted_train)
     with pytest.raises(SystemExit) as exit_:
-        reproduce.main(SMALL + [f"--out_dir={out}"])
+        reproduce.main(SMALL + ["--jobs=1", f"--out_dir={out}"])   # in this process, where train is replaced
     assert exit_.value.code == 130 and "interrupted" in capsys.readouterr().err
     # the rerun accepts what was left: the size that died before its first checkpoint starts afresh
     config = reproduce.size_config(interrupted[0], 1, 16, reproduce_args())

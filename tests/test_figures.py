@@ -11,7 +11,6 @@ import timescale_plots
 import zsl_plots
 
 matplotlib.use("Agg")
-GREY_LEVELS = {"0.45", "0.55"}   # the greys the figures use for what the report rejects
 
 
 def is_grey(colour):
@@ -59,9 +58,9 @@ def test_loss_fits_grey_a_rejected_fit_and_mark_t_d_only_where_supported(tmp_pat
     figure = zsl_plots.plot_loss_fits(fits, tmp_path / "fits.png")
     ax = figure.axes[0]
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert labels[1].startswith("fit: t_d = ") and labels[3].startswith("fit rejected: ")
-    rejected = [line for line in ax.get_lines() if line.get_label().startswith("fit rejected")]
-    assert is_grey(rejected[0].get_color()) and rejected[0].get_linestyle() == "--"
+    assert labels[0].startswith("bent: t_d = ") and labels[1].startswith("straight: fit rejected, ")
+    rejected = [line for line in ax.get_lines() if line.get_linestyle() == "--" and is_grey(line.get_color())]
+    assert len(rejected) == 1 and rejected[0].get_xdata()[0] == STEPS[0]
     t_d_dots = [line for line in ax.get_lines() if line.get_marker() == "o" and not hollow(line)]
     assert len(t_d_dots) == 1 and t_d_dots[0].get_xdata()[0] == fits[0]["t_d"]
     assert "1 of 2 breaks supported" in ax.get_title() and "dotted" in ax.get_title()
@@ -92,7 +91,7 @@ def test_loss_interference_shows_the_judged_curve_and_a_rejected_break_as_no_t_d
     assert not ax_D.collections or all(len(c.get_segments()) == 0 for c in ax_D.collections
                                        if hasattr(c, "get_segments"))               # no rule levels without t_d
     title = figure._suptitle.get_text()
-    assert "not judged" in title and "no supported t_d" in title
+    assert "not judged" in title and "no size has a supported t_d" in title
     legend = [t.get_text() for t in figure.legends[0].get_texts()]
     assert "break of a rejected fit: not a t_d" in legend and any(t.startswith("before the fit window") for t in legend)
     # with a supported t_d: the dash-dot line, and the rule's two levels over their windows

@@ -183,7 +183,7 @@ def test_a_finished_experiment_is_reused(two_seeds):
     out, _ = two_seeds
     again = run_reproduce(*TINY, "--seeds=1337,2", f"--out_dir={out}")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("training done, complete, reused") == 4
+    assert again.stderr.count("complete, reused") == 4
     assert again.stderr.count("every checkpoint analysed before, reused") == 4
 
 
