@@ -66,20 +66,31 @@ def _pyplot():
     return plt
 
 
+def _plain(value, _=None):
+    """A tick label: 0.05, 4.5, 300, 20,000 (not 4.5×10⁰ or 2e+04); powers beyond as 1e-05, 1e+07."""
+    if 1e-4 <= abs(value) < 1e4:
+        return f"{value:g}"
+    return f"{value:,.0f}" if 1e4 <= abs(value) < 1e7 else f"{value:.0e}"
+
+
 def plain_log_axis(axis):
-    """Tick labels of a log axis as plain numbers (4.5, 300, not 4.5×10⁰). An axis spanning less
-    than a decade gets about five evenly chosen ticks, as a linear axis would (instead of one or
-    none); one spanning less than three decades is labelled at 1, 2 and 5 times each power of 10."""
+    """Tick labels of a log axis as plain numbers, at least three of them: at each power of 10 over
+    three decades or more, else at 1, 2 and 5 (or 1, 2, 3 and 5) times powers of 10, else (less
+    than a decade with none of those inside) about five evenly chosen ticks, as a linear axis."""
     import matplotlib.ticker as ticker
     low, high = sorted(axis.get_view_interval())
-    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}" if 1e-4 <= abs(v) < 1e5 else f"{v:.0e}")
-    if low > 0 and high / low < 10:
-        axis.set_major_locator(ticker.MaxNLocator(nbins=5))
-        axis.set_minor_locator(ticker.NullLocator())
-    elif low > 0 and high / low < 1000:
-        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1, 2, 5)))
-    axis.set_major_formatter(plain)
+    locator = ticker.MaxNLocator(nbins=5)
+    if low > 0:
+        for subs in ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0)):
+            candidate = ticker.LogLocator(base=10, subs=subs)
+            if sum(low <= t <= high for t in candidate.tick_values(low, high)) >= 3:
+                locator = candidate
+                break
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(ticker.FuncFormatter(_plain))
     axis.set_minor_formatter(ticker.NullFormatter())
+    if isinstance(locator, ticker.MaxNLocator):
+        axis.set_minor_locator(ticker.NullLocator())
 
 
 def legend_below(ax, columns=2, **kwargs):
