@@ -57,6 +57,11 @@ def test_each_rule_can_fail_on_its_own():
         verdicts = reproduce.judge(paper_rows(**change))
         assert [v["state"] for v in verdicts] == [FAILS if k == index else HOLDS for k in range(6)], (index, verdicts)
         assert verdicts[index]["holds"] is False and "3x96" in verdicts[index]["why"]
+        text = reproduce.plain(reproduce.conclusion(verdicts, paper_rows(**change)))
+        assert f"Not reproduced: {verdicts[index]['finding']} — {verdicts[index]['why']}." in text
+        assert "Reproduced (5 of 6)" in text
+        if index > 0:   # every break is supported: the deceleration reproduced, what happens at it did not
+            assert f"Although every size decelerates, finding {index + 1} does not hold" in text
 
 
 def test_without_a_supported_break_the_findings_at_t_d_are_not_judged_and_say_why():
