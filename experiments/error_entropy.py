@@ -389,70 +389,80 @@ def _pyplot():
 
 
 def plot_run(summary, path):
-    """CE and its terms against step (t_d marked), the EE share of CE, and p_e at three checkpoints."""
+    """CE and its terms against step (t_d marked where the fit of the training loss supports one), the
+    EE share of CE, and p_e at three checkpoints. Writes path; returns the (closed) figure."""
+    import plots
     plt = _pyplot()
-    figure, (ax_terms, ax_share, ax_ranks) = plt.subplots(1, 3, figsize=(15, 4))
+    figure, (ax_terms, ax_share, ax_ranks) = plt.subplots(1, 3, figsize=(15, 4.4))
     rows = summary["checkpoints"]
     steps = [r["step"] for r in rows]
     for k, term in enumerate(TERMS):
         ax_terms.plot(steps, [r[term] for r in rows], "o-", ms=3, color=f"C{k}", label=TERM_LABELS[term])
-    ax_share.plot(steps, [r["EE_share"] for r in rows], "o-", ms=3, color="C1")
+    ax_share.plot(steps, [r["EE_share"] for r in rows], "o-", ms=3, color="C1", label="EE / CE")
+    ee_fit = summary["fits"]["EE"]
     for ax in (ax_terms, ax_share):
         if summary["t_d"]:
             ax.axvline(summary["t_d"], color="k", ls="-.", lw=1, label=f"t_d (training loss) = {summary['t_d']:.0f}")
-        ee_fit = summary["fits"]["EE"]
         if "error" not in ee_fit and ee_fit["supported"]:
             ax.axvline(ee_fit["t_d"], color="C1", ls=":", lw=1, label=f"t_d of EE = {ee_fit['t_d']:.0f}")
     ax_terms.axhline(0, color="grey", lw=0.5)
+    marks = "dash-dot: t_d of the training loss" if summary["t_d"] else "no supported t_d of the training loss"
     ax_terms.set(xscale="log", xlabel="step", ylabel="nats per token",
-                 title="CE = EE + SA − log C on the evaluation set")
+                 title=f"CE = EE + SA − log C on the evaluation set\n({marks})")
     ax_share.set(xscale="log", xlabel="step", ylabel="EE / CE", title="error-entropy share of CE")
-    ax_terms.legend(fontsize=7)
-    if ax_share.get_legend_handles_labels()[0]:  # t_d lines, when there is a supported t_d
-        ax_share.legend(fontsize=7)
     picks = sorted({0, len(rows) // 2, len(rows) - 1})
     for k in picks:
         p = np.asarray(rows[k]["p"])
         ax_ranks.plot(np.arange(len(p)) + 1, np.where(p > 0, p, np.nan), ".-", ms=3,
-                      label=f"step {rows[k]['step']} (EE {rows[k]['EE']:.2f})")
-    ax_ranks.set(xscale="log", yscale="log", xlabel="target rank e + 1", ylabel="p_e",
-                 title=f"rank distribution (V = {summary['eval_set']['vocab_size']})")
-    ax_ranks.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+                      label=f"step {rows[k]['step']} (EE {rows[k]['EE']:.2f} nats)")
+    ax_ranks.set(xscale="log", yscale="log", xlabel="target rank e + 1 (1: the target ranked first)",
+                 ylabel="p_e, fraction of tokens", title=f"rank distribution (V = {summary['eval_set']['vocab_size']})")
+    for ax in (ax_terms, ax_share, ax_ranks):
+        ax.title.set_fontsize(9)
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                plots.plain_log_axis(axis)
+        plots.legend_below(ax)
+    plots.save(figure, path)
+    return figure
 
 
 def plot_sizes(summaries, rows, fits, path):
-    """Each term at the last checkpoint against model size, with its power law and R^2;
-    and the EE share of CE against step for every run."""
+    """Each term at the last checkpoint against model size, with its power law and R^2 (and over how
+    many sizes it is fitted: with 3, one degree of freedom is left); and the EE share of CE against
+    step for every run. Writes path; returns the (closed) figure."""
+    import plots
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 5, figsize=(22, 4))
+    figure, axes = plt.subplots(1, 5, figsize=(22, 4.4))
     params = np.array([r["params"] for r in rows], dtype=float)
     dense = np.geomspace(params.min(), params.max(), 50)
     for ax, term in zip(axes, TERMS):
-        ax.plot(params, [r[term] for r in rows], "o", color="C0")
+        ax.plot(params, [r[term] for r in rows], "o", color="C0", label="last checkpoint of each size")
         fit = fits[term]
         if "error" in fit:
-            title = f"{TERM_LABELS[term]}: no power law ({fit['error']})"
+            title = f"{TERM_LABELS[term]}\nno power law: {fit['error']}"
         else:
-            ax.plot(dense, fit["a"] * dense ** -fit["alpha"], "-", color="C3")
-            title = f"{TERM_LABELS[term]}: ∝ N^{-fit['alpha']:.3f}, R² = {_number(fit['r2'])}"
+            ax.plot(dense, fit["a"] * dense ** -fit["alpha"], "-", color="C3", label="a N^(−α), least squares in log")
+            title = (f"{TERM_LABELS[term]} ∝ N^{-fit['alpha']:.3f}\nR² = {_number(fit['r2'])} over {len(rows)} sizes "
+                     f"({len(rows) - 2} degree{'s' if len(rows) != 3 else ''} of freedom)")
             ax.set_yscale("log")
-        ax.set(xscale="log", xlabel="non-embedding parameters", title=title)
-        ax.title.set_fontsize(8)
-        import matplotlib.ticker   # no crowded minor tick labels on the log axes
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(xscale="log", xlabel="non-embedding parameters N", ylabel=f"{TERM_LABELS[term].split(' (')[0]} at the last checkpoint (nats per token)",
+               title=title)
+        ax.title.set_fontsize(9)
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                plots.plain_log_axis(axis)
+        plots.legend_below(ax, columns=1)
     for k, s in enumerate(summaries):
         ax = axes[-1]
         ax.plot([r["step"] for r in s["checkpoints"]], [r["EE_share"] for r in s["checkpoints"]],
                 "-", color=f"C{k % 10}", label=rows[k]["name"])
-    axes[-1].set(xscale="log", xlabel="step", ylabel="EE / CE", title="error-entropy share of CE")
-    axes[-1].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    axes[-1].set(xscale="log", xlabel="step", ylabel="EE / CE", title="error-entropy share of CE, every size")
+    axes[-1].title.set_fontsize(9)
+    plots.plain_log_axis(axes[-1].xaxis)
+    plots.legend_below(axes[-1], columns=3)
+    plots.save(figure, path)
+    return figure
 
 
 def _number(value, digits=3):

@@ -2,14 +2,15 @@
 Reproduce the paper's findings at small scale, in one command.
 
     python reproduce.py                                  # three sizes on CPU; writes report/
-    python reproduce.py --seed=2 --out_dir=report_seed2  # the same with another seed
+    python reproduce.py --seeds=1337,2,3                 # the same on three seeds, judged together
     python reproduce.py --sizes=4x256,6x384,8x512 --max_iters=20000 --warmup_iters=2000 \\
                         --block_size=256 --device=cuda   # the same experiment, bigger, on a GPU
 
 It trains one GPT per size with train.py, fits the 1-break BNSL to each loss curve with
 bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
 
-    runs/<size>/          each size's run directory (train.py's layout, plus zsl.json)
+    runs/<size>/          each size's run directory (train.py's layout, plus zsl.json);
+                          runs/<size>.log: what its training and analysis printed
     loss_fits.png         loss curves, BNSL fits and t_d           (finding 1)
     scaling.png           L_d and r_d against model size           (findings 2 and 3)
     zsl_loss.png          D(Δℓ) and M(Δℓ) against step, per size  (finding 4)
@@ -19,24 +20,42 @@ bnsl.py, measures zero-sum learning with zsl.py, and writes into --out_dir:
     zsl_n.png             D(∇θℓ) against the number of pooled tokens N, with the null
     timescale_runs.png    loss and logit scale against dynamic time τ = Σ lr (timescale.py's lens)
     error_entropy_*.png   CE = EE + SA - log C against step per size, and each term against size
-    report.md             the findings, each judged by a stated rule, with the numbers
+    report.md             the conclusion, then the findings, each judged by a stated rule, with the numbers
+                          (report.log: what the analysis printed)
     summary.json          every number in the report
 
-A finished run is reused and an interrupted one resumed, so running the command again after
-a Ctrl-C picks up where it stopped. The findings (docs/science.md §1-3):
+With several --seeds, each seed's outputs go in out_dir/seed_<N>/ as above, and out_dir holds
+them together (seeds.py): report.md with each finding as "holds on k of N seeds" by the majority
+rule in seeds.py, the numbers as mean ± sd across seeds, and seeds.png with every curve overlaid.
+
+Each finding holds, does not hold, or is not judged: findings 2-6 are measured at the
+deceleration step t_d, so a size whose fit has no supported break cannot be judged on them, and
+the report says which size and why (the fit's reason). Figures draw what the report rejects grey
+and hollow. The terminal output ends with the report's conclusion.
+
+Every core busy: one job per size and seed (training, then the per-token gradients of every
+checkpoint), then one per seed (fits, figures, report), on a pool of worker processes, one per
+CPU core, each on one torch thread (support/job_pool.py says why); --jobs=N for fewer. The progress is one
+labelled bar with an ETA on a terminal, one line per finished phase in a log file.
+
+A finished run is reused and an interrupted one resumed (training and the gradient analysis,
+checkpoint by checkpoint), so running the command again after a Ctrl-C picks up where it
+stopped. The findings (docs/science.md §1-3):
     1. the 1-break BNSL fits the loss curves clearly better than a plain power law;
     2. L_d decreases with model size;          3. r_d increases with model size;
     4. D(Δℓ) rises sharply around t_d;          5. D(∇θℓ) is close to 1 after t_d;
     6. (ours, docs/science.md §6) the excess alignment of the per-token gradients over the random-sign
        null, D_null − D(∇θℓ), falls through the bend.
-Each is judged by the rule in FINDINGS below, never tuned to pass: if a finding does not hold,
+Each is judged by its rule in judge() below, never tuned to pass: if a finding does not hold,
 the report says so with the numbers.
 """
 import argparse
+import concurrent.futures.process
 import json
 import os
 import re
 import sys
+import threading
 
 import numpy as np
 
@@ -45,15 +64,14 @@ if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import fro
 
 import bnsl
 import plots
-from experiments import error_entropy
-from experiments import timescale_plots
 import train
 import zsl
-from support import runfiles
-from support import checks, rundir
-from support.files import atomic_write, json_safe, write_json
-from support.cli import OneLineParser, UsageError, guarded
 from data import prepare
+from experiments import error_entropy, timescale_plots
+from experiments import seeds as seeds_view
+from support import checks, job_pool, rundir, runfiles
+from support.cli import OneLineParser, UsageError, guarded
+from support.files import atomic_write, json_safe, write_json
 
 # Defaults chosen by experiment (README, "Results"; docs/science.md §5): the standard-library text
 # in a 2048-token byte-level BPE vocabulary (with bytes, every size bends at the same loss, just above
@@ -95,7 +113,7 @@ def size_config(run_dir, n_layer, n_embd, args):
         out_dir=run_dir, dataset=args.dataset, n_probe=args.n_probe, n_layer=n_layer, n_head=max(1, n_embd // 32), n_embd=n_embd,  # heads 32 wide
         block_size=args.block_size, batch_size=args.batch_size, max_iters=args.max_iters,
         learning_rate=learning_rate_for(n_embd, args), warmup_iters=args.warmup_iters, seed=args.seed,
-        device=args.device)
+        device=args.device, progress=False)  # progress: reproduce.py's own display, for every job
     checks.check_config(config)
     checks.pick_device(args.device)
     saved_path = os.path.join(run_dir, "config.json")
@@ -136,7 +154,7 @@ def read_run_config(run_dir, need=("train",)):
 
 
 def check_flags(args, sizes):
-    """Flags that train.check_config does not see, checked before the first size trains."""
+    """Flags that support.checks.check_config does not see, checked before the first size trains."""
     if not args.out_dir.strip():
         raise UsageError("--out_dir is empty; name a directory for the report, e.g. --out_dir=report")
     for path in (args.out_dir, os.path.join(args.out_dir, "runs")):
@@ -222,123 +240,337 @@ def around_deceleration_octave(rows, t_d):
     return (float(np.mean(before)) if before else None), (float(np.mean(after)) if after else None)
 
 
-def train_size(config):
-    """Train one size, resume it, or reuse it if it is complete."""
+# ---------------------------------------------------------------------------------------------
+# The jobs: one per size and seed (training, then the per-token gradients of every checkpoint),
+# then one per seed (the fits, the findings, the figures and the report). job_pool.py runs them,
+# one single-threaded job per CPU core; each tells the progress display how far it is.
+
+def last_logged_step(run_dir):
+    """The last step in a run's log.csv (train.py rewrites it every 2 s), or 0."""
+    try:
+        with open(os.path.join(run_dir, "log.csv"), "rb") as f:
+            f.seek(max(0, os.path.getsize(f.name) - 256))
+            last = f.read().decode(errors="replace").strip().splitlines()[-1]
+        return int(last.split(",")[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def train_size(config, report):
+    """Train one size, resume it, or reuse it if it is complete; report(phase, done, total) as it goes."""
     if os.path.isfile(rundir.checkpoint_path(config.out_dir, config.max_iters)):
-        print(f"{config.out_dir}: complete, reused")
+        report("training", config.max_iters, config.max_iters, "complete, reused")
         return
     print(f"training {config.n_layer} layers x {config.n_embd} wide -> {config.out_dir}")
-    if train.train(config, given={"device"}):
+    report("training", last_logged_step(config.out_dir), config.max_iters)
+    stop = threading.Event()
+
+    def watch():   # the loop's progress, read from its log.csv (its end is reported below, with the loss)
+        while not stop.wait(1.0):
+            report("training", min(last_logged_step(config.out_dir), config.max_iters - 1), config.max_iters)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        interrupted = train.train(config, given={"device"})
+    finally:
+        stop.set()
+        watcher.join()
+    if interrupted:
         raise KeyboardInterrupt
+    report("training", config.max_iters, config.max_iters, f"final loss {bnsl.load_curve(config.out_dir)[1][-1]:.3f}")
+
+
+def analyse_checkpoints(run_dir, probe_tokens, report):
+    """zsl.py's per-token gradient analysis of every checkpoint not yet in zsl.json, one at a time,
+    zsl.json rewritten after each: an interrupted analysis resumes where it stopped."""
+    steps = [runfiles.step_of(path) for path in runfiles.checkpoint_paths(run_dir)]
+    kept, _ = runfiles.previous_gradient_rows(run_dir)
+    done = {row["step"] for row in kept if row.get("n_tokens") == probe_tokens and "update" in row}
+    todo = [step for step in steps if step not in done]
+    if not todo:
+        report("zero-sum", len(steps), len(steps), "every checkpoint analysed before, reused")
+        return
+    report("zero-sum", len(steps) - len(todo), len(steps))
+    for k, step in enumerate(todo):
+        summary = zsl.analyse_run(run_dir, steps=[step], probe_tokens=probe_tokens, progress=False)
+        write_json(os.path.join(run_dir, "zsl.json"), summary)
+        report("zero-sum", len(steps) - len(todo) + k + 1, len(steps),
+               f"D(∇θℓ) at {len(steps)} checkpoints" if k == len(todo) - 1 else None)
+
+
+def size_job(config, probe_tokens, report):
+    """One size of one seed: training, then the per-token gradients at its checkpoints."""
+    train_size(config, report)
+    analyse_checkpoints(config.out_dir, probe_tokens, report)
 
 
 # ---------------------------------------------------------------------------------------------
 # The findings: each a rule on the measured numbers, stated in the report next to its verdict.
+#
+# Three states. A finding "holds" when its rule is met; it "does not hold" when the numbers break the
+# rule; it is "not judged" when the numbers the rule needs do not exist -- findings 2-6 are about
+# the deceleration, so a size whose fit has no supported break (no t_d) cannot be judged on them.
+# A rule "for every size" does not hold as soon as one judged size breaks it, holds only when every
+# size is judged and meets it, and is not judged otherwise (each size's reason is kept).
+
+HOLDS, FAILS, NOT_JUDGED = "holds", "does not hold", "not judged"
+HOLDS_AS_BOOL = {HOLDS: True, FAILS: False, NOT_JUDGED: None}
+
+
+def _no_break(row):
+    return f"no supported break ({row.get('warning') or 'the fit found none'})"
+
+
+def _every_size(rows, check):
+    """check(row) -> (state, why) for one size; returns (state, why) of the rule over every size."""
+    per_size = [(row["name"], *check(row)) for row in rows]
+    for state in (FAILS, NOT_JUDGED):   # a failure decides; else a missing size leaves it open
+        reasons = [f"{name}: {why}" for name, s, why in per_size if s == state]
+        if reasons:
+            return state, "; ".join(reasons)
+    return HOLDS, None
+
+
+def _monotone(rows, key, falling):
+    """(state, why) of 'key strictly falls (rises) from the smallest size to the largest'. Only
+    supported fits count; a pair of them in the wrong order already breaks the rule."""
+    judged = [row for row in rows if row["supported"]]
+    for a, b in zip(judged, judged[1:]):
+        if not (a[key] > b[key] if falling else a[key] < b[key]):
+            return FAILS, f"{key} {a[key]:.4g} at {a['name']} -> {b[key]:.4g} at {b['name']}"
+    missing = [f"{row['name']}: {_no_break(row)}" for row in rows if not row["supported"]]
+    return (NOT_JUDGED, "; ".join(missing)) if missing else (HOLDS, None)
+
+
+def _check_ratio(row):   # finding 1, one size
+    ratio = row["rsle_power_law"] / row["rsle"]
+    problems = ([f"RSLE ratio {np.floor(ratio * 100) / 100:.2f} < 2"] if ratio < 2 else []) + ([] if row["supported"] else [_no_break(row)])
+    return (FAILS, "; ".join(problems)) if problems else (HOLDS, None)
+
+
+def _check_around(needs, passes, describe):
+    """A check of one size on numbers around t_d (findings 4-6). needs: {key: where it is measured};
+    passes(*values) and describe(*values) take them in that order. Not judged without t_d, or
+    without a measurement where the rule needs one."""
+    def check(row):
+        if row["t_d"] is None:
+            return NOT_JUDGED, _no_break(row)
+        values = [row.get(key) for key in needs]
+        for value, where in zip(values, needs.values()):
+            if value is None:
+                return NOT_JUDGED, f"no measurement {where} (t_d = {row['t_d']:.0f})"
+        return (HOLDS, None) if passes(*values) else (FAILS, describe(*values))
+    return check
+
+
+def _fmt(values, digits=3):
+    return ", ".join("n/a" if v is None else f"{v:.{digits}f}" for v in values)
+
 
 def judge(rows):
-    """rows: one dict per size, smallest first. Returns [(finding, rule, holds, numbers)]."""
-    ratio = [r["rsle_power_law"] / r["rsle"] for r in rows]
-    L_d = [r["L_d"] for r in rows]
-    r_d = [r["r_d"] for r in rows]
-    D_before = [r["D_oct_before"] for r in rows]   # judged: Δt = t, the paper's main figure
-    D_after = [r["D_oct_after"] for r in rows]
-    D_step_before = [r["D_before"] for r in rows]  # reported beside it: one optimizer step, Δt = 1
-    D_step_after = [r["D_after"] for r in rows]
-    G_before = [r["D_grad_before"] for r in rows]
-    G_after = [r["D_grad_after"] for r in rows]
-    supported = all(r["supported"] for r in rows)
-    fmt = lambda values, digits=3: ", ".join("n/a" if v is None else f"{v:.{digits}f}" for v in values)
-    return [
+    """rows: one dict per size, smallest first (the keys main() puts in summary.json's "sizes").
+    Returns one dict per finding: finding, rule, state (HOLDS / FAILS / NOT_JUDGED), holds
+    (True / False / None), why (the sizes that decide it, or None), numbers."""
+    column = lambda key: [row.get(key) for row in rows]  # noqa: E731
+    ratio = [row["rsle_power_law"] / row["rsle"] for row in rows]
+    findings = [
         ("1. BNSL fits clearly better than a power law",
          "RSLE(power law) / RSLE(BNSL) >= 2 and the break supported, for every size",
-         all(q >= 2 for q in ratio) and supported,
-         f"ratio {fmt(ratio, 1)}; supported {', '.join(str(r['supported']) for r in rows)}"),
-        # L_d and r_d of an unsupported fit describe a curve, not a deceleration: 2 and 3 need every break supported
-        ("2. L_d decreases with model size", "L_d strictly decreasing from smallest to largest, every break supported",
-         supported and all(a > b for a, b in zip(L_d, L_d[1:])), f"L_d {fmt(L_d)}"),
-        ("3. r_d increases with model size", "r_d strictly increasing from smallest to largest, every break supported",
-         supported and all(a < b for a, b in zip(r_d, r_d[1:])), f"r_d {fmt(r_d, 4)}"),
+         _every_size(rows, _check_ratio),
+         f"ratio {_fmt(ratio, 2)}; supported {', '.join(str(row['supported']) for row in rows)}"),
+        # L_d and r_d of an unsupported fit describe a curve, not a deceleration: not judged on them
+        ("2. L_d decreases with model size", "L_d strictly decreasing from smallest to largest, over supported breaks",
+         _monotone(rows, "L_d", falling=True), f"L_d {_fmt(column('L_d'))}"),
+        ("3. r_d increases with model size", "r_d strictly increasing from smallest to largest, over supported breaks",
+         _monotone(rows, "r_d", falling=False), f"r_d {_fmt(column('r_d'), 4)}"),
         ("4. D(Δℓ) rises sharply around t_d",
          "mean D(Δℓ) on the probe from record s to 2s (Δt = t) <= 0.5 over the octaves that end by t_d "
          "(s <= t_d/2) and >= 0.8 over those that start after it (s >= t_d), every size",
-         all(b is not None and a is not None and b <= 0.5 and a >= 0.8 for b, a in zip(D_before, D_after)),
-         f"Δt = t: before {fmt(D_before, 2)}; after {fmt(D_after, 2)} (not judged, one step Δt = 1: "
-         f"{fmt(D_step_before, 2)} at s <= t_d/2 -> {fmt(D_step_after, 2)} at s >= 2 t_d)"),
+         _every_size(rows, _check_around({"D_oct_before": "in an octave ending by t_d/2",
+                                          "D_oct_after": "in an octave starting after t_d"},
+                                         lambda b, a: b <= 0.5 and a >= 0.8,
+                                         lambda b, a: f"D(Δℓ) {b:.2f} before, {a:.2f} after")),
+         f"Δt = t: before {_fmt(column('D_oct_before'), 2)}; after {_fmt(column('D_oct_after'), 2)} (not judged, "
+         f"one step Δt = 1: {_fmt(column('D_before'), 2)} at s <= t_d/2 -> {_fmt(column('D_after'), 2)} at s >= 2 t_d)"),
         ("5. D(∇θℓ) is close to 1 after t_d", "mean D(∇θℓ) >= 0.9 at checkpoints >= 2 t_d, every size",
-         all(g is not None and g >= 0.9 for g in G_after),
-         f"D(∇θℓ) after {fmt(G_after)} (before t_d/2: {fmt(G_before)})"),
+         _every_size(rows, _check_around({"D_grad_after": "at a checkpoint >= 2 t_d"}, lambda a: a >= 0.9,
+                                         lambda a: f"D(∇θℓ) {a:.3f} after 2 t_d")),
+         f"D(∇θℓ) after {_fmt(column('D_grad_after'))} (before t_d/2: {_fmt(column('D_grad_before'))})"),
+        judge_finding_6(rows),
     ]
+    return [{"finding": name, "rule": rule, "state": state, "holds": HOLDS_AS_BOOL[state], "why": why,
+             "numbers": numbers} for name, rule, (state, why), numbers in findings]
 
 
 # Finding 6 is ours (docs/science.md §6): D(∇θℓ) alone grows with the number of pooled tokens even for
 # random signs, so we compare it with the Monte Carlo random-sign null of the same gradients.
 # The rule was written on 2026-11-23 before any run of this code, and is not tuned afterwards.
 def judge_finding_6(rows):
-    """The calibrated finding, judged like the paper's: (finding, rule, holds, numbers)."""
-    fmt = lambda values: ", ".join("n/a" if v is None else f"{v:.4f}" for v in values)  # noqa: E731
-    before = [r.get("excess_before") for r in rows]
-    after = [r.get("excess_after") for r in rows]
+    """The calibrated finding, judged like the paper's: (finding, rule, (state, why), numbers)."""
+    column = lambda key: [row.get(key) for row in rows]  # noqa: E731
     return ("6. the excess alignment over the random-sign null falls through the bend",
             "mean D_null − D(∇θℓ) (Monte Carlo null) > 0 at checkpoints <= t_d/2, and at checkpoints "
             ">= 2 t_d at most half of that, every size",
-            all(b is not None and a is not None and b > 0 and a <= 0.5 * b for b, a in zip(before, after)),
-            f"excess before {fmt(before)}; after {fmt(after)} (CLT null: "
-            f"{fmt([r.get('excess_sign_before') for r in rows])} -> {fmt([r.get('excess_sign_after') for r in rows])})")
+            _every_size(rows, _check_around({"excess_before": "at a checkpoint <= t_d/2",
+                                             "excess_after": "at a checkpoint >= 2 t_d"},
+                                            lambda b, a: b > 0 and a <= 0.5 * b,
+                                            lambda b, a: f"excess {b:.4f} before, {a:.4f} after")),
+            f"excess before {_fmt(column('excess_before'), 4)}; after {_fmt(column('excess_after'), 4)} (CLT null: "
+            f"{_fmt(column('excess_sign_before'), 4)} -> {_fmt(column('excess_sign_after'), 4)})")
 
 
 # ---------------------------------------------------------------------------------------------
 # Figures and the report
 
 def plot_scaling(rows, path):
-    import matplotlib
-    import matplotlib.ticker
-    matplotlib.use("Agg")
+    """L_d and r_d against non-embedding parameters (findings 2 and 3), with the fits' errors. A size
+    whose break the fit does not support is drawn hollow and grey, without error bars, not joined to
+    the others and labelled "rejected": its L_d and r_d describe a fitted curve, not a deceleration,
+    and the findings are not judged on it. Writes path; returns the (closed) figure."""
     import matplotlib.pyplot as plt
-    params = [r["params"] for r in rows]
-    figure, (ax_L, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((ax_L, "L_d", "L_d (loss at deceleration)"), (ax_r, "r_d", "r_d (slope after t_d)")):
-        ax.errorbar(params, [r[key] for r in rows], yerr=[r[key + "_err"] for r in rows], marker="o", capsize=3)
-        for r in rows:
-            ax.annotate(r["name"], (r["params"], r[key]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    kept = [r for r in rows if r["supported"]]
+    rejected = [r for r in rows if not r["supported"] and np.isfinite(r["L_d"]) and np.isfinite(r["r_d"])]
+    for ax, key, label in ((axes[0], "L_d", "L_d, the loss at t_d (nats per token)"),
+                           (axes[1], "r_d", "r_d, the log-log slope after t_d")):
+        if kept:
+            ax.errorbar([r["params"] for r in kept], [r[key] for r in kept], yerr=[r[key + "_err"] for r in kept],
+                        marker="o", color="C0", capsize=3, label="supported break (judged)")
+        if rejected:
+            ax.plot([r["params"] for r in rejected], [r[key] for r in rejected], "o", mfc="none", mec="0.55",
+                    ls="none", label="fit rejected: not a deceleration (not judged)")
+        for r in kept + rejected:
+            ax.annotate(r["name"] + ("" if r["supported"] else " (rejected)"), (r["params"], r[key]),
+                        textcoords="offset points", xytext=(5, 5), fontsize=8, color="k" if r["supported"] else "0.45")
         ax.set(xscale="log", xlabel="non-embedding parameters", ylabel=label)
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
+        plots.plain_log_axis(ax.xaxis)
         ax.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        ax.legend(fontsize=7, loc="best")
+    figure.suptitle(f"Findings 2 and 3: L_d and r_d against model size; {len(kept)} of {len(rows)} sizes have a "
+                    "supported break" + ("" if len(kept) == len(rows) else " (hollow grey: rejected fits)"), fontsize=9)
+    plots.save(figure, path)
+    return figure
 
 
-def write_report(out_dir, args, rows, verdicts, entropies, sections=()):
+def _number(value, digits, signed=False):
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def size_lines(rows, H2):
+    """The per-size table and each fit's verdict, with the reason a break is rejected."""
+    lines = ["| size | params | fit from | t_d | L_d | L_d − H2 | r_d | RSLE | RSLE power law | final loss | "
+             "D(Δℓ) Δt = t before / after | D(Δℓ) Δt = 1 before / after | D(∇θℓ) before / after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t_d = f"{r['t_d']:.0f} ± {r['t_d_err']:.0f}" if r["t_d"] is not None else "none (rejected)"
+        mark = "" if r["supported"] else " *"   # numbers of a rejected fit: of the curve, not of a deceleration
+        lines.append(
+            f"| {r['name']} | {r['params']:,} | {r['fit_start']} | {t_d} | {_number(r['L_d'], 3)} ± "
+            f"{_number(r['L_d_err'], 3)}{mark} | {_number(r['L_d'] - H2, 3, signed=True)}{mark} | "
+            f"{_number(r['r_d'], 4)} ± {_number(r['r_d_err'], 4)}{mark} | {r['rsle']:.4f} | {r['rsle_power_law']:.4f} | "
+            f"{r['L_T']:.3f} | {_number(r['D_oct_before'], 2)} / {_number(r['D_oct_after'], 2)} | "
+            f"{_number(r['D_before'], 2)} / {_number(r['D_after'], 2)} | "
+            f"{_number(r['D_grad_before'], 3)} / {_number(r['D_grad_after'], 3)} |")
+    lines += ["", "Each size's fit, by bnsl.py's rules:", ""]
+    lines += [f"- {r['name']}: " + ("break supported: t_d is the deceleration step" if r["supported"] else
+                                   f"**break rejected**: {r['warning']}") for r in rows]
+    if not all(r["supported"] for r in rows):
+        lines += ["", "\\* a rejected fit's L_d and r_d describe the fitted curve, not a deceleration; "
+                  "no finding is judged on them."]
+    return lines
+
+
+def group_by_reason(verdicts):
+    """[(reason, [finding numbers])] of the given verdicts, in order: findings that share a reason together."""
+    groups = {}
+    for v in verdicts:
+        groups.setdefault(v["why"] or "", []).append(v["finding"].split(".")[0])
+    return list(groups.items())
+
+
+def _numbers(items):
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def conclusion(verdicts, rows):
+    """The report's opening: what reproduced, what did not, what was not judged (and why), and what
+    that means; Markdown lines. The same text, without the Markdown, ends reproduce.py's output."""
+    by_state = {state: [v for v in verdicts if v["state"] == state] for state in (HOLDS, FAILS, NOT_JUDGED)}
+    lines = [f"**Reproduced ({len(by_state[HOLDS])} of {len(verdicts)}):** "
+             + ("; ".join(v["finding"] for v in by_state[HOLDS]) or "none of the findings") + "."]
+    for v in by_state[FAILS]:
+        lines.append(f"**Not reproduced:** {v['finding']} — {v['why']}.")
+    for why, numbers in group_by_reason(by_state[NOT_JUDGED]):
+        lines.append(f"**Not judged:** finding{'s' if len(numbers) > 1 else ''} {_numbers(numbers)}, "
+                     f"because {why}.")
+    rejected = [r["name"] for r in rows if not r["supported"]]
+    failed_at_t_d = [v["finding"].split(".")[0] for v in by_state[FAILS] if not v["finding"].startswith("1.")]
+    decelerating = [r["name"] for r in rows if r["supported"]]
+    if not by_state[FAILS] and not by_state[NOT_JUDGED]:
+        meaning = ("the paper's account reproduces at this scale: every size's loss decelerates, larger models "
+                   "decelerate at a lower loss and improve faster afterwards, and learning turns zero-sum through the bend.")
+    else:
+        meaning = ""
+        if rejected:
+            meaning += (f"the loss curve{'s' if len(rejected) > 1 else ''} of {_numbers(rejected)} "
+                        f"show{'' if len(rejected) > 1 else 's'} no deceleration that the fit's stated rules accept, so the deceleration itself did not reproduce there, and the findings measured at "
+                        f"t_d could not be tested on {'it' if len(rejected) == 1 else 'them'}. ")
+        if failed_at_t_d:
+            plural = len(failed_at_t_d) > 1
+            meaning += (f"{'Where the loss does decelerate (' + _numbers(decelerating) + ')' if rejected else 'Although every size decelerates'}, "
+                        f"finding{'s' if plural else ''} {_numbers(failed_at_t_d)} {'do' if plural else 'does'} not "
+                        "hold: at this scale these runs do not show what the paper reports about the deceleration. ")
+        elif any(v["finding"].startswith("1.") for v in by_state[FAILS]) and not rejected:
+            meaning += "Every break is supported, but does not fit clearly better than a power law. "
+        if by_state[NOT_JUDGED]:
+            meaning += "A finding not judged is evidence neither for nor against the paper."
+        meaning = meaning.strip()
+        meaning = meaning[0].upper() + meaning[1:]
+    lines.append(f"**What this means:** {meaning}")
+    return lines
+
+
+def plain(markdown_lines):
+    """Markdown lines as terminal text: no ** or backticks."""
+    return "\n".join(line.replace("**", "").replace("`", "") for line in markdown_lines)
+
+
+def verdict_cell(v):
+    return {HOLDS: "holds", FAILS: "**does not hold**", NOT_JUDGED: "not judged"}[v["state"]]
+
+
+def write_report(out_dir, args, rows, verdicts, entropies, sections=(), command=None):
+    """report.md: the conclusion, the setup, the findings (verdict and the sizes that decide it), each
+    size's numbers and fit verdict, the figures, the other lenses. Returns the Markdown text."""
     H1, H2 = entropies
     window = (f"from step {args.transient + 1} (--transient)" if args.transient is not None else
               "by the fit-window rule: from 2 s1, s1 = the first step whose smoothed loss is below the "
               f"unigram entropy H1 (steps {', '.join(str(r['fit_start']) for r in rows)})")
-    lines = ["# Loss deceleration and zero-sum learning at small scale", "",
-             f"`python reproduce.py {' '.join(sys.argv[1:])}`: dataset {args.dataset}, sizes {args.sizes}, "
-             f"{args.max_iters} steps, warm-up {args.warmup_iters} from 10% of the peak LR ({args.learning_rate} x 64 / width"
-             f"{'' if args.lr_scaling == 'width' else ': off, the same for all'}), batch "
-             f"{args.batch_size}x{args.block_size} tokens, probe {args.n_probe}x{args.block_size} tokens, "
-             f"seed {args.seed}. BNSL fit {window} (log moving average, log subsampling).", "",
-             f"The data's training split: unigram entropy H1 = {H1:.3f}, bigram conditional entropy "
-             f"H2 = H(next | current) = {H2:.3f} nats per token.", "",
-             "## Findings", "", "| finding | rule | holds | numbers (smallest to largest) |", "|---|---|---|---|"]
-    lines += [f"| {name} | {rule} | {'yes' if holds else '**no**'} | {numbers} |" for name, rule, holds, numbers in verdicts]
-    lines += ["", "## Per size", "",
-              "| size | params | fit from | t_d | L_d | L_d − H2 | r_d | RSLE | RSLE power law | final loss | "
-              "D(Δℓ) Δt = t before / after | D(Δℓ) Δt = 1 before / after | D(∇θℓ) before / after |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        t_d = f"{r['t_d']:.0f} ± {r['t_d_err']:.0f}" if r["t_d"] is not None else "none (fit unsupported)"
-        lines.append(f"| {r['name']} | {r['params']:,} | {r['fit_start']} | {t_d} | "
-                     f"{r['L_d']:.3f} ± {r['L_d_err']:.3f} | {r['L_d'] - H2:+.3f} | {r['r_d']:.4f} ± {r['r_d_err']:.4f} | "
-                     f"{r['rsle']:.4f} | {r['rsle_power_law']:.4f} | {r['L_T']:.3f} | "
-                     f"{r['D_oct_before'] or float('nan'):.2f} / {r['D_oct_after'] or float('nan'):.2f} | "
-                     f"{r['D_before'] or float('nan'):.2f} / {r['D_after'] or float('nan'):.2f} | "
-                     f"{r['D_grad_before'] or float('nan'):.3f} / {r['D_grad_after'] or float('nan'):.3f} |")
+    lines = ["# Loss deceleration and zero-sum learning at small scale", "", "## Conclusion", ""]
+    lines += [line for item in conclusion(verdicts, rows) for line in (item, "")]
+    lines += [f"`{command or 'python reproduce.py'}`: dataset {args.dataset}, sizes {args.sizes}, "
+              f"{args.max_iters} steps, warm-up {args.warmup_iters} from 10% of the peak LR ({args.learning_rate} x 64 / width"
+              f"{'' if args.lr_scaling == 'width' else ': off, the same for all'}), batch "
+              f"{args.batch_size}x{args.block_size} tokens, probe {args.n_probe}x{args.block_size} tokens, "
+              f"seed {args.seed}. BNSL fit {window} (log moving average, log subsampling).", "",
+              f"The data's training split: unigram entropy H1 = {H1:.3f}, bigram conditional entropy "
+              f"H2 = H(next | current) = {H2:.3f} nats per token.", "",
+              "## Findings", "",
+              "Each finding holds, does not hold, or is not judged (the numbers its rule needs do not exist: "
+              "findings 2–6 are measured at t_d, which a rejected fit does not have). A rule over every size "
+              "fails as soon as one judged size breaks it.", "",
+              "| finding | rule | verdict | why (the sizes that decide it) | numbers (smallest to largest) |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {v['finding']} | {v['rule']} | {verdict_cell(v)} | {v['why'] or '—'} | {v['numbers']} |"
+              for v in verdicts]
+    lines += ["", "## Per size", ""] + size_lines(rows, H2)
     lines += ["", "D(Δℓ) Δt = t: on the probe from record s to record 2s, before = octaves with s <= t_d/2, "
               "after = s >= t_d (judged, as the paper's main figure); Δt = 1: one optimizer step on the probe, "
               "before = steps <= t_d/2, after = steps >= 2 t_d (reported); D(∇θℓ): checkpoints <= t_d/2 and >= 2 t_d."]
-    lines += ["", "## Figures", "", "![loss curves and BNSL fits](loss_fits.png)", "",
+    lines += ["", "## Figures", "", "Fits the report rejects are drawn grey and hollow; t_d is marked only where "
+              "the break is supported.", "", "![loss curves and BNSL fits](loss_fits.png)", "",
               "![L_d and r_d against model size](scaling.png)", "",
               "![D(Δℓ) and M(Δℓ) against step](zsl_loss.png)", "", "![D(∇θℓ) against step](zsl_grad.png)", "",
               "![histogram of C_j](zsl_hist.png)", "",
@@ -351,22 +583,152 @@ def write_report(out_dir, args, rows, verdicts, entropies, sections=()):
     return text
 
 
-def main(argv=None):
-    """The command line; returns the exit status (support/cli.py). What is finished is kept: after an error
-    or Ctrl-C, the same command continues where it stopped."""
-    return guarded("reproduce.py", run_command, sys.argv[1:] if argv is None else argv,
-                   interrupt_hint="run the same command again to continue")
+# ---------------------------------------------------------------------------------------------
+# One seed's analysis: the job that runs once every size of that seed has trained
+
+def dataset_dir(dataset):
+    return dataset if os.sep in dataset else os.path.join(prepare.DATA_ROOT, dataset)
 
 
-def run_command(argv):
+def analyse_size(name, run_dir, args, H1):
+    """One size's fit (the fit-window rule or --transient), D(Δℓ) over octaves, and the zero-sum
+    numbers around the supported t_d: (the row summary.json keeps, zsl.py's summary for the figures)."""
+    raw_steps, raw_losses = bnsl.load_curve(run_dir)
+    transient = args.transient if args.transient is not None else fit_start_rule(raw_steps, raw_losses, H1)
+    if args.transient is None and transient + 1 > raw_steps[-1] / 2:
+        raise bnsl.CurveError(f"{name}: the fit-window rule starts the fit at step {transient + 1}, less than "
+                              f"an octave before the run's end ({raw_steps[-1]:.0f}); train longer "
+                              "(--max_iters) or give --transient=N")
+    steps, losses = bnsl.prepare_curve(raw_steps, raw_losses, transient=transient)
+    fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
+    summary = zsl.analyse_run(run_dir, grad=False)   # the gradient rows: those analyse_checkpoints wrote
+    t_d = fit["t_d"] if fit["supported"] else None    # an unsupported fit has no t_d to use
+    octaves = octave_interference(run_dir)
+    summary.update(t_d=t_d, t_d_note=fit["warning"], octaves=octaves, fit_start=transient + 1,
+                   t_d_rejected=None if fit["supported"] else fit["t_d"])
+    write_json(os.path.join(run_dir, "zsl.json"), summary)
+    params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
+    D_before, D_after, D_grad_before, D_grad_after = zsl.around_deceleration(summary, t_d) if t_d else (None,) * 4
+    D_oct_before, D_oct_after = around_deceleration_octave(octaves, t_d) if t_d else (None, None)
+    excess = dict(zip(("excess_before", "excess_after", "excess_sign_before", "excess_sign_after"),
+                      zsl.excess_around_deceleration(summary, t_d) +
+                      zsl.excess_around_deceleration(summary, t_d, key="excess_sign") if t_d else (None,) * 4))
+    row = {**{k: fit[k] for k in ("name", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err", "rsle", "rsle_power_law",
+                                  "L_T", "L_hat_T", "supported", "warning", "b", "c0", "c1", "f1")},
+           "t_d": t_d, "t_d_fitted": fit["t_d"], "params": params, "fit_start": transient + 1,
+           "D_before": D_before, "D_after": D_after, "D_oct_before": D_oct_before, "D_oct_after": D_oct_after,
+           "octaves": octaves, "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess}
+    return row, {**summary, "run_dir": run_dir, "fit": fit}
+
+
+def analyse_seed(args, names, command, report):
+    """The report of one seed (args.seed) in args.out_dir from its finished runs: fits, findings,
+    figures, the other lenses, report.md and summary.json. Returns {"summary": what summary.json
+    holds, "written": [paths], "conclusion": [Markdown lines]}."""
+    out = args.out_dir
+    report("report", 0, 4)
+    entropies = token_entropies(dataset_dir(args.dataset))
+    rows, summaries = zip(*[analyse_size(name, os.path.join(out, "runs", name), args, entropies[0]) for name in names])
+    rows, summaries = list(rows), list(summaries)
+    report("report", 1, 4)
+    plots.plot_loss_fits([s["fit"] for s in summaries], os.path.join(out, "loss_fits.png"))
+    plot_scaling(rows, os.path.join(out, "scaling.png"))
+    written = [os.path.join(out, "loss_fits.png"), os.path.join(out, "scaling.png")] + zsl.write_figures(summaries, out)
+    report("report", 2, 4)
+    # The other lenses on the same runs, each its own section of the report (and of summary.json)
+    run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
+    lens_texts, lens_numbers = {}, {}
+    lens_texts["timescale"], lens_numbers["timescale"] = timescale_plots.report_section(run_dirs, fits, out,
+                                                                                        progress=False)
+    written.append(os.path.join(out, "timescale_runs.png"))
+    report("report", 3, 4)
+    lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
+        run_dirs, fits, out, names=names, n_tokens=args.ee_tokens, context=args.block_size, progress=False)
+    written += [os.path.join(out, f"error_entropy_{name}.png") for name in ("sizes", *names)]
+    verdicts = judge(rows)
+    write_report(out, args, rows, verdicts, entropies, sections=list(lens_texts.values()), command=command)
+    summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,
+               "findings": verdicts, "conclusion": conclusion(verdicts, rows), **lens_numbers}
+    write_json(os.path.join(out, "summary.json"), summary)
+    written += [os.path.join(out, "report.md"), os.path.join(out, "summary.json")]
+    report("report", 4, 4, f"{sum(v['state'] == HOLDS for v in verdicts)} of {len(verdicts)} findings hold")
+    return {"summary": json_safe(summary), "written": written, "conclusion": summary["conclusion"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: which jobs, on how many processes, and how much work each phase is (for the ETA)
+
+# The expected work of each phase, for the progress bar's fraction and ETA (only the ratios matter),
+# in units of one token through 12 L d^2 + V d multiply-adds. Measured with this tool's own phase
+# times ("done in ..."; 256 steps of 1x32, 2x64, 3x96 at vocab 2 048, probe 512, 16 384 evaluation
+# tokens, two shared cores): training ran at 2.0-2.7e9 units per second per core; one probe token
+# of the per-token gradient analysis cost 50-110 training tokens; the report's fits, figures and
+# lenses took about 15 s per size beyond the error-entropy lens's forward passes.
+ZERO_SUM_COST, ERROR_ENTROPY_COST = 80.0, 0.33    # per token, relative to a training token
+UNITS_PER_SECOND, REPORT_SECONDS_PER_SIZE = 2.2e9, 15.0
+
+
+def flops_per_token(n_layer, n_embd, vocab_size):
+    """The matrix work of one token through the model, up to a constant: 12 L d^2 + V d."""
+    return 12 * n_layer * n_embd ** 2 + vocab_size * n_embd
+
+
+def plan_jobs(args, seeds, sizes, names, configs, vocab_size, command):
+    """One job per size and seed (largest first: the longest job starts first), then one report job
+    per seed once all its sizes are done. configs: {(seed, name): TrainConfig}."""
+    checkpoints = len(train.log_spaced_steps(args.max_iters, train.TrainConfig.ckpt_per_octave))
+    tokens = args.batch_size * args.block_size
+    jobs, by_seed = [], {}
+    for (n_layer, n_embd), name in sorted(zip(sizes, names), key=lambda item: -flops_per_token(*item[0], vocab_size)):
+        cost = flops_per_token(n_layer, n_embd, vocab_size)
+        for seed in seeds:
+            key = f"{name} seed {seed}"
+            config = configs[(seed, name)]
+            jobs.append(job_pool.Job(key, size_job, (config, args.probe_tokens),
+                                     [("training", args.max_iters * tokens * cost),
+                                      ("zero-sum", checkpoints * args.probe_tokens * cost * ZERO_SUM_COST)],
+                                     log=config.out_dir.rstrip(os.sep) + ".log"))
+            by_seed.setdefault(seed, []).append(key)
+    lens = (checkpoints * args.ee_tokens * ERROR_ENTROPY_COST * sum(flops_per_token(*s, vocab_size) for s in sizes)
+            + len(sizes) * REPORT_SECONDS_PER_SIZE * UNITS_PER_SECOND)
+    for seed in seeds:
+        seed_args = argparse.Namespace(**{**vars(args), "seed": seed, "out_dir": seed_dir(args.out_dir, seed, seeds)})
+        jobs.append(job_pool.Job(f"seed {seed}", analyse_seed, (seed_args, names, command), [("report", lens)],
+                                 after=tuple(by_seed[seed]), log=os.path.join(seed_args.out_dir, "report.log")))
+    return jobs
+
+
+def seed_dir(out_dir, seed, seeds):
+    """A single seed's outputs go in out_dir itself; several seeds each get out_dir/seed_<seed>."""
+    return out_dir if len(seeds) == 1 else os.path.join(out_dir, f"seed_{seed}")
+
+
+def parse_seeds(text):
+    """'1337,2,3' -> [1337, 2, 3]: distinct non-negative integers."""
+    try:
+        seeds = [int(item) for item in text.split(",")]
+    except ValueError:
+        seeds = None
+    if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) < len(seeds):
+        raise UsageError(f"--seeds takes distinct non-negative integers like 1337,2,3; got {text!r}")
+    return seeds
+
+
+def parse_args(argv):
     parser = OneLineParser(prog="reproduce.py", description=__doc__.split("\n\n")[0].strip(), allow_abbrev=False,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out_dir", default="report", help="where the report and the runs go")
     parser.add_argument("--sizes", default=DEFAULTS["sizes"], help="n_layer x n_embd, comma-separated, smallest first")
     parser.add_argument("--dataset", default=DEFAULTS["dataset"],
                         help="a dataset under data/ (stdlib: bytes; stdlib_bpeN: BPE, built on first use)")
-    for key in ("max_iters", "warmup_iters", "batch_size", "block_size", "n_probe", "seed", "probe_tokens"):
+    for key in ("max_iters", "warmup_iters", "batch_size", "block_size", "n_probe", "probe_tokens"):
         parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key])
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, each trained and judged; with "
+                        f"several, each seed's report goes in out_dir/seed_N and out_dir holds them together "
+                        f"(default: --seed)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="the seed, when --seeds is not given")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="worker processes (default 0: one per CPU core, one torch thread each)")
     parser.add_argument("--transient", type=int, default=None,
                         help="fit from step N+1 for every size (default: the fit-window rule, see fit_start_rule)")
     parser.add_argument("--learning_rate", type=float, default=DEFAULTS["learning_rate"],
@@ -378,7 +740,15 @@ def run_command(argv):
                         help="held-out tokens of the error-entropy lens (the same for every checkpoint and size)")
     args = parser.parse_args(argv)
     args.out_dir = os.path.expanduser(args.out_dir)
+    if args.seeds is not None and any(a.startswith("--seed=") or a == "--seed" for a in (argv or sys.argv[1:])):
+        parser.error("give --seeds or --seed, not both")
+    return args
+
+
+def check_args(args):
+    """The flags no other check sees; returns (sizes, seeds)."""
     sizes = parse_sizes(args.sizes)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
     if len(sizes) < 2:
         raise UsageError("--sizes needs at least two sizes to compare")
     if args.probe_tokens < 1:
@@ -387,67 +757,67 @@ def run_command(argv):
         raise UsageError(f"--ee_tokens must be at least one sequence ({args.block_size}), got {args.ee_tokens}")
     if args.transient is not None and args.transient < 0:
         raise UsageError(f"--transient must not be negative, got {args.transient}")
-    names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
-    configs = [size_config(os.path.join(args.out_dir, "runs", name), n_layer, n_embd, args)
-               for name, (n_layer, n_embd) in zip(names, sizes)]
-    check_flags(args, sizes)
-    os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
-    rows, summaries, entropies = [], [], None
-    for name, config in zip(names, configs):
-        run_dir = config.out_dir
-        train_size(config)
-        if entropies is None:  # the dataset exists once the first size has trained
-            entropies = token_entropies(config.dataset if os.sep in config.dataset
-                                        else os.path.join(prepare.DATA_ROOT, config.dataset))
-        raw_steps, raw_losses = bnsl.load_curve(run_dir)
-        transient = (args.transient if args.transient is not None
-                     else fit_start_rule(raw_steps, raw_losses, entropies[0]))
-        if args.transient is None and transient + 1 > raw_steps[-1] / 2:
-            raise bnsl.CurveError(f"{name}: the fit-window rule starts the fit at step {transient + 1}, less than "
-                                  f"an octave before the run's end ({raw_steps[-1]:.0f}); train longer "
-                                  "(--max_iters) or give --transient=N")
-        steps, losses = bnsl.prepare_curve(raw_steps, raw_losses, transient=transient)
-        fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
-        print(f"{name}: analysing zero-sum learning ...")
-        summary = zsl.analyse_run(run_dir, probe_tokens=args.probe_tokens, progress=True)
-        # the fit above, with this report's transient; an unsupported fit has no t_d to use
-        t_d = fit["t_d"] if fit["supported"] else None
-        summary["t_d"], summary["t_d_note"] = t_d, fit["warning"]
-        write_json(os.path.join(run_dir, "zsl.json"), summary)
-        params = read_run_config(run_dir, need=("train", "non_embedding_params"))["non_embedding_params"]
-        D_before, D_after, D_grad_before, D_grad_after = (zsl.around_deceleration(summary, t_d) if t_d
-                                                          else (None,) * 4)
-        octaves = octave_interference(run_dir)
-        D_oct_before, D_oct_after = around_deceleration_octave(octaves, t_d) if t_d else (None, None)
-        excess = dict(zip(("excess_before", "excess_after", "excess_sign_before", "excess_sign_after"),
-                          zsl.excess_around_deceleration(summary, t_d) +
-                          zsl.excess_around_deceleration(summary, t_d, key="excess_sign")
-                          if t_d else (None,) * 4))
-        rows.append({**{k: fit[k] for k in ("name", "t_d", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err",
-                                             "rsle", "rsle_power_law", "L_T", "L_hat_T", "supported", "warning",
-                                             "b", "c0", "c1", "f1")},
-                     "t_d": t_d, "params": params, "fit_start": transient + 1, "D_before": D_before,
-                     "D_after": D_after, "D_oct_before": D_oct_before, "D_oct_after": D_oct_after,
-                     "octaves": octaves, "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess})
-        summaries.append({**summary, "run_dir": run_dir, "fit": fit})
+    if args.jobs < 0:
+        raise UsageError(f"--jobs must be 0 (one per core) or more, got {args.jobs}")
+    return sizes, seeds
 
-    plots.plot_fits([s["fit"] for s in summaries], os.path.join(args.out_dir, "loss_fits.png"))
-    plot_scaling(rows, os.path.join(args.out_dir, "scaling.png"))
-    zsl.write_figures(summaries, args.out_dir)
-    # The other lenses on the same runs, each its own section of the report (and of summary.json)
-    run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
-    lens_texts, lens_numbers = {}, {}
-    lens_texts["timescale"], lens_numbers["timescale"] = timescale_plots.report_section(run_dirs, fits, args.out_dir)
-    lens_texts["error_entropy"], lens_numbers["error_entropy"] = error_entropy.report_section(
-        run_dirs, fits, args.out_dir, names=names, n_tokens=args.ee_tokens, context=args.block_size)
-    verdicts = judge(rows) + [judge_finding_6(rows)]
-    report = write_report(args.out_dir, args, rows, verdicts, entropies, sections=list(lens_texts.values()))
-    summary = {"args": vars(args), "entropies": {"H1": entropies[0], "H2": entropies[1]}, "sizes": rows,
-               "findings": [{"finding": f, "rule": rule, "holds": holds, "numbers": numbers}
-                            for f, rule, holds, numbers in verdicts], **lens_numbers}
-    write_json(os.path.join(args.out_dir, "summary.json"), summary)
-    print("\n" + report.split("## Per size")[0].strip())
-    print(f"\nreport: {os.path.join(args.out_dir, 'report.md')}")
+
+def prepare_data(dataset):
+    """Build a built-in dataset before the worker processes start (each would build it at once)."""
+    try:
+        prepare.build_named_if_missing(dataset, dataset_dir(dataset))
+    except prepare.DataError as e:
+        raise UsageError(str(e)) from None
+
+
+def vocab_size_of(dataset):
+    """The dataset's vocabulary size (its meta.json; before it is built, what its name says), for the ETA."""
+    try:
+        with open(os.path.join(dataset_dir(dataset), "meta.json"), encoding="utf-8") as f:
+            return int(json.load(f)["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return prepare.parse_bpe_name(dataset) or 256
+
+
+def main(argv=None):
+    """The command line; returns the exit status (support/cli.py). What is finished is kept: after an error
+    or Ctrl-C, the same command continues where it stopped."""
+    return guarded("reproduce.py", run_command, sys.argv[1:] if argv is None else argv,
+                   interrupt_hint="run the same command again to continue")
+
+
+def run_command(argv):
+    args = parse_args(argv)
+    command = "python experiments/reproduce.py " + " ".join(argv)
+    try:
+        sizes, seeds = check_args(args)
+        names = [f"{n_layer}x{n_embd}" for n_layer, n_embd in sizes]
+        configs = {(seed, name): size_config(os.path.join(seed_dir(args.out_dir, seed, seeds), "runs", name),
+                                             n_layer, n_embd, argparse.Namespace(**{**vars(args), "seed": seed}))
+                   for seed in seeds for name, (n_layer, n_embd) in zip(names, sizes)}
+        check_flags(args, sizes)
+        device = checks.pick_device(args.device)
+        workers, threads, why = job_pool.plan_workers(len(sizes) * len(seeds), device, args.jobs)
+        if workers > 1:
+            prepare_data(args.dataset)
+        for seed in seeds:
+            os.makedirs(os.path.join(seed_dir(args.out_dir, seed, seeds), "runs"), exist_ok=True)
+        jobs = plan_jobs(args, seeds, sizes, names, configs, vocab_size_of(args.dataset), command)
+        print(f"reproduce.py: {len(sizes)} sizes x {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: {why}", flush=True)
+        results = job_pool.run_jobs(jobs, workers, threads)
+        per_seed = [results[f"seed {seed}"] for seed in seeds]
+        written = [path for result in per_seed for path in result["written"]]
+        final = per_seed[0]["conclusion"]
+        if len(seeds) > 1:
+            together = seeds_view.write(args.out_dir, [seed_dir(args.out_dir, seed, seeds) for seed in seeds],
+                                        command=command)
+            written, final = written + together["written"], together["conclusion"]
+    except concurrent.futures.process.BrokenProcessPool:
+        raise UsageError("a worker process died (out of memory?); run the same command with --jobs=1 to "
+                         "continue one job at a time") from None
+    for path in written:
+        print(f"wrote {path}")
+    print("\n" + plain(final))
 
 
 if __name__ == "__main__":

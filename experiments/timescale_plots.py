@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from support.files import save_figure
+
 from experiments.timescale import PAPER_PYTHIA_ALPHA, WINDOW_DECADES, analyse_run, summary_row, time_power_law_curve
 
 
@@ -45,23 +47,28 @@ def plot_toy(toy, fit, control, path):
     scale_at_end = toy["logit_scale"][-1]
     ax_scale.plot(dense, scale_at_end * (dense / toy["tau"][-1]) ** fit["logit_scale_slope"], "k--", lw=1.5,
                   label=f"slope {fit['logit_scale_slope']:.3f}")
-    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="KL(teacher ‖ student)",
-                title=f"α = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3)")
+    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="KL(teacher ‖ student) (nats)",
+                title=f"the toy's loss; dashed: the fit, α = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3)")
     ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="logit scale (std over vocab)",
-                 title="the student's logit scale")
+                 title="the student's logit scale; dashed: its slope over the window")
+    from plots import plain_log_axis
     for axes in (ax_loss, ax_scale):
         axes.legend(fontsize=8)
         axes.grid(alpha=0.3, which="both")
+        axes.title.set_fontsize(9)
+        plain_log_axis(axes.xaxis)
+        plain_log_axis(axes.yaxis)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_runs(results, path):
-    """Our runs like the toy: loss against tau (log-log) with the two fits, t_d marked, and the
-    logit scale on the probe against tau; one colour per run."""
+    """Our runs like the toy: loss against tau (log-log) with the two fits, t_d marked (only where
+    bnsl.py's fit supports a break), and the logit scale on the probe against tau; one colour per
+    run. The title names only the lines drawn. Writes path; returns the (closed) figure."""
+    from plots import legend_below, plain_log_axis
     plt = _pyplot()
-    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure, (ax_loss, ax_scale) = plt.subplots(1, 2, figsize=(11, 4.8))
     for index, r in enumerate(results):
         colour = f"C{index % 10}"
         fit = r["fit"]
@@ -78,18 +85,29 @@ def plot_runs(results, path):
                       label=f"{r['name']}: slope {r['logit_scale_slope']:.2f} (last decade)")
         if r["tau_d"] is not None:
             for axes in (ax_loss, ax_scale):
-                axes.axvline(r["tau_d"], color=colour, lw=0.6, ls=":")
-    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr", ylabel="training loss (smoothed)",
-                title="c τ^-α + L0 (solid: last decade of τ; dashed: from t_d; dotted: t_d)")
+                axes.axvline(r["tau_d"], color=colour, lw=0.8, ls="-.")
+    with_t_d = [r["name"] for r in results if r["tau_d"] is not None]
+    drawn = ["solid: the fit over the last decade of τ"]
+    if any(r["fit_after_t_d"] is not None for r in results):
+        drawn.append("dashed: the fit from t_d")
+    drawn.append("dash-dot: t_d" if len(with_t_d) == len(results) else
+                 f"dash-dot: t_d, {', '.join(with_t_d)} only (no supported break in the others)" if with_t_d else
+                 "no supported t_d, so no fit from it")
+    ax_loss.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr",
+                ylabel="training loss (nats per token, smoothed)", title="c τ^-α + L0\n" + "\n".join(drawn))
     ax_scale.set(xscale="log", yscale="log", xlabel="dynamic time τ = Σ lr",
-                 ylabel="logit scale on the probe", title="std of the logits over the vocabulary")
+                 ylabel="logit scale (std over the vocabulary)",
+                 title="the logit scale, mean over the probe's tokens")
     for axes in (ax_loss, ax_scale):
-        axes.legend(fontsize=7)
         axes.grid(alpha=0.3, which="both")
-    ax_loss.title.set_fontsize(8)
+        axes.title.set_fontsize(9)
+        plain_log_axis(axes.xaxis)
+        plain_log_axis(axes.yaxis)
+        legend_below(axes)
+    figure.suptitle("One-third time scaling: the loss and the logit scale against dynamic time", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, bbox_inches="tight")
+    return figure
 
 
 def plus_minus(value, error, digits=3):

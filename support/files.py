@@ -56,12 +56,12 @@ def save_npz(path, **arrays):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def save_figure(figure, path, dpi=120):
+def save_figure(figure, path, dpi=120, **savefig_options):
     """Save a matplotlib figure atomically (format from the file's extension) and close it."""
     import matplotlib.pyplot as plt
     try:
         file_format = os.path.splitext(path)[1][1:].lower() or "png"
-        atomic_write(path, lambda f: figure.savefig(f, dpi=dpi, format=file_format))
+        atomic_write(path, lambda f: figure.savefig(f, dpi=dpi, format=file_format, **savefig_options))
     finally:
         plt.close(figure)
 

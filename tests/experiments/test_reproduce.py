@@ -8,50 +8,96 @@ import numpy as np
 import pytest
 
 from experiments import reproduce
+from experiments import seeds as seeds_view
 from data import prepare
 from support.cli import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def size_row(L_d, r_d, ratio=3.0, supported=True, D_before=0.1, D_after=0.9, D_grad_after=0.95):
-    return {"L_d": L_d, "r_d": r_d, "rsle": 0.01, "rsle_power_law": 0.01 * ratio, "supported": supported,
-            "D_oct_before": D_before, "D_oct_after": D_after, "D_before": 0.9, "D_after": 0.9,
-            "D_grad_before": 0.5, "D_grad_after": D_grad_after}
+def size_row(L_d, r_d, ratio=3.0, supported=True, D_before=0.1, D_after=0.9, D_grad_after=0.95, name="s",
+             excess_before=0.02, excess_after=0.005, t_d=600.0):
+    return {"name": name, "L_d": L_d, "r_d": r_d, "rsle": 0.01, "rsle_power_law": 0.01 * ratio, "supported": supported,
+            "warning": None if supported else "break 1 at step 57 lies outside the fitted steps 130..2048",
+            "t_d": t_d if supported else None, "D_oct_before": D_before, "D_oct_after": D_after, "D_before": 0.9,
+            "D_after": 0.9, "D_grad_before": 0.5, "D_grad_after": D_grad_after, "excess_before": excess_before,
+            "excess_after": excess_after, "t_d_err": 20.0, "L_d_err": 0.01, "r_d_err": 0.001, "params": 12_000,
+            "fit_start": 130, "L_T": L_d - 0.1}
 
 
-def verdicts(rows):
-    return [holds for _, _, holds, _ in reproduce.judge(rows)]
+def paper_rows(**last):
+    """Three sizes in the paper's pattern; keyword arguments change the largest."""
+    return [size_row(4.0, 0.01, name="1x32"), size_row(3.5, 0.02, name="2x64"),
+            size_row(**{"L_d": 3.2, "r_d": 0.03, "name": "3x96", **last})]
 
 
-def test_the_paper_pattern_passes_every_rule():
-    assert verdicts([size_row(4.0, 0.01), size_row(3.5, 0.02), size_row(3.2, 0.03)]) == [True] * 5
+def states(rows):
+    return [v["state"] for v in reproduce.judge(rows)]
+
+
+HOLDS, FAILS, NOT_JUDGED = reproduce.HOLDS, reproduce.FAILS, reproduce.NOT_JUDGED
+
+
+def test_the_paper_pattern_holds_on_every_rule():
+    verdicts = reproduce.judge(paper_rows())
+    assert [v["state"] for v in verdicts] == [HOLDS] * 6
+    assert all(v["holds"] is True and v["why"] is None for v in verdicts)
+    assert "Reproduced (6 of 6)" in reproduce.plain(reproduce.conclusion(verdicts, paper_rows()))
 
 
 def test_each_rule_can_fail_on_its_own():
-    paper = [size_row(4.0, 0.01), size_row(3.5, 0.02), size_row(3.2, 0.03)]
     broken = {
         0: dict(ratio=1.5),            # a break that barely beats the power law
         1: dict(L_d=3.6),              # the largest model decelerates at a higher loss
         2: dict(r_d=0.015),            # the largest model improves more slowly after t_d
         3: dict(D_before=0.7),         # interference (Δt = t) already high before t_d
         4: dict(D_grad_after=0.5),     # little gradient opposition after t_d
+        5: dict(excess_after=0.015),   # the excess alignment does not fall by half
     }
     for index, change in broken.items():
-        rows = paper[:2] + [size_row(**{"L_d": 3.2, "r_d": 0.03, **change})]
-        result = verdicts(rows)
-        assert result[index] is False and sum(result) == 4, (index, result)
+        verdicts = reproduce.judge(paper_rows(**change))
+        assert [v["state"] for v in verdicts] == [FAILS if k == index else HOLDS for k in range(6)], (index, verdicts)
+        assert verdicts[index]["holds"] is False and "3x96" in verdicts[index]["why"]
+        text = reproduce.plain(reproduce.conclusion(verdicts, paper_rows(**change)))
+        assert f"Not reproduced: {verdicts[index]['finding']} — {verdicts[index]['why']}." in text
+        assert "Reproduced (5 of 6)" in text
+        if index > 0:   # every break is supported: the deceleration reproduced, what happens at it did not
+            assert f"Although every size decelerates, finding {index + 1} does not hold" in text
 
 
-def test_an_unsupported_break_fails_the_scaling_findings():
-    # L_d and r_d of an unsupported fit are numbers of a curve, not of a deceleration
-    rows = [size_row(4.0, 0.01), size_row(3.5, 0.02), size_row(3.2, 0.03, supported=False)]
-    assert verdicts(rows) == [False, False, False, True, True]
+def test_without_a_supported_break_the_findings_at_t_d_are_not_judged_and_say_why():
+    rows = paper_rows(supported=False)
+    verdicts = reproduce.judge(rows)
+    # finding 1 is judged (the break is part of it); 2-6 need L_d, r_d, t_d of a deceleration
+    assert [v["state"] for v in verdicts] == [FAILS] + [NOT_JUDGED] * 5
+    assert [v["holds"] for v in verdicts] == [False] + [None] * 5
+    for v in verdicts[1:]:
+        assert v["why"] == "3x96: no supported break (break 1 at step 57 lies outside the fitted steps 130..2048)"
+    text = reproduce.plain(reproduce.conclusion(verdicts, rows))
+    assert "Not judged: findings 2, 3, 4, 5 and 6, because 3x96: no supported break (break 1 at step 57" in text
+    assert "the loss curve of 3x96 shows no deceleration" in text.lower()
+    assert "evidence neither for nor against" in text
+    report = "\n".join(reproduce.size_lines(rows, 3.0))
+    assert "**break rejected**: break 1 at step 57 lies outside the fitted steps 130..2048" in report
+
+
+def test_a_judged_size_that_breaks_a_rule_decides_it_even_if_another_size_is_not_judged():
+    rows = [size_row(4.0, 0.01, name="1x32", D_before=0.7), size_row(3.5, 0.02, name="2x64"),
+            size_row(3.2, 0.03, name="3x96", supported=False)]
+    assert states(rows)[3] == FAILS                                   # 1x32 breaks finding 4
+    rows[0]["L_d"] = 3.0                                              # L_d rises from 1x32 to 2x64: finding 2
+    assert states(rows)[1:3] == [FAILS, NOT_JUDGED]                   # r_d still rises over the supported ones
+
+
+def test_a_missing_measurement_around_t_d_is_not_judged():
+    verdicts = reproduce.judge(paper_rows(D_before=None))            # no record octave ends by t_d/2
+    assert verdicts[3]["state"] == NOT_JUDGED and "3x96: no measurement in an octave ending by t_d/2" in verdicts[3]["why"]
+    assert [v["state"] for v in verdicts[4:]] == [HOLDS, HOLDS]
 
 
 def test_parse_sizes_and_width_scaled_learning_rate():
     assert reproduce.parse_sizes("1x32, 2x64") == [(1, 32), (2, 64)]
-    with pytest.raises(reproduce.UsageError):
+    with pytest.raises(UsageError):
         reproduce.parse_sizes("1x32,big")
 
     class Args:
@@ -61,28 +107,90 @@ def test_parse_sizes_and_width_scaled_learning_rate():
     assert reproduce.learning_rate_for(128, Args) == 3e-3
 
 
-def test_tiny_end_to_end_report(tmp_path):
-    out = tmp_path / "report"
-    args = ["--dataset=stdlib", "--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16", "--batch_size=8",
-            "--probe_tokens=32", "--transient=2", "--ee_tokens=2048", f"--out_dir={out}"]
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+TINY = ["--dataset=stdlib", "--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16",
+        "--batch_size=8", "--probe_tokens=32", "--transient=2", "--ee_tokens=2048"]
+
+
+def run_reproduce(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    """The whole pipeline on two tiny sizes and two seeds (its output is not a terminal)."""
+    out = tmp_path_factory.mktemp("tiny") / "report"
+    result = run_reproduce(*TINY, "--seeds=1337,2", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("report.md", "summary.json", "loss_fits.png", "scaling.png", "zsl_loss.png", "zsl_grad.png",
-                 "zsl_null.png", "zsl_n.png"):
-        assert (out / name).stat().st_size > 0, name
-    summary = json.loads((out / "summary.json").read_text())
-    assert [s["name"] for s in summary["sizes"]] == ["1x16", "1x32"]
-    assert len(summary["findings"]) == 6 and all(isinstance(f["holds"], bool) for f in summary["findings"])
-    assert (out / "runs" / "1x32" / "zsl.json").exists()
-    assert [r["name"] for r in summary["timescale"]["runs"]] == ["1x16", "1x32"]     # timescale.py's lens
-    assert (out / "timescale_runs.png").stat().st_size > 0 and "one-third" in (out / "report.md").read_text()
-    assert [r["name"] for r in summary["error_entropy"]["sizes"]] == ["1x16", "1x32"]   # the error-entropy lens
-    assert (out / "error_entropy_sizes.png").stat().st_size > 0 and "error-entropy lens" in (out / "report.md").read_text()
-    # a second call reuses the finished runs instead of training again
-    again = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
-                           capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert again.returncode == 0 and "complete, reused" in again.stdout
+    return out, result
+
+
+def test_tiny_end_to_end_report(two_seeds):
+    out, result = two_seeds
+    for seed in ("1337", "2"):
+        seed_out = out / f"seed_{seed}"
+        for name in ("report.md", "summary.json", "loss_fits.png", "scaling.png", "zsl_loss.png", "zsl_grad.png",
+                     "zsl_null.png", "zsl_n.png", "timescale_runs.png", "error_entropy_sizes.png"):
+            assert (seed_out / name).stat().st_size > 0, name
+            assert f"wrote {seed_out / name}\n" in result.stdout            # every file it writes, said
+        summary = json.loads((seed_out / "summary.json").read_text())
+        assert [s["name"] for s in summary["sizes"]] == ["1x16", "1x32"] and summary["args"]["seed"] == int(seed)
+        assert len(summary["findings"]) == 6
+        for finding in summary["findings"]:
+            assert finding["state"] in (reproduce.HOLDS, reproduce.FAILS, reproduce.NOT_JUDGED)
+            assert finding["holds"] == reproduce.HOLDS_AS_BOOL[finding["state"]]
+            assert (finding["why"] is None) == (finding["state"] == reproduce.HOLDS)
+        assert (seed_out / "runs" / "1x32" / "zsl.json").exists()
+        assert [r["name"] for r in summary["timescale"]["runs"]] == ["1x16", "1x32"]     # timescale.py's lens
+        assert [r["name"] for r in summary["error_entropy"]["sizes"]] == ["1x16", "1x32"]   # the error-entropy lens
+        report = (seed_out / "report.md").read_text()
+        assert report.index("## Conclusion") < report.index("## Findings") and "one-third" in report
+        assert "error-entropy lens" in report
+        for row in summary["sizes"]:   # each size's fit verdict, with the reason of a rejected one
+            assert (f"- {row['name']}: break supported" in report if row["supported"]
+                    else f"- {row['name']}: **break rejected**: {row['warning']}" in report)
+    # the terminal run says what it chose, shows one line per phase (not a flood of bars in a file),
+    # and ends with the conclusion, not the Markdown
+    assert "4 jobs on 2 worker processes" in result.stdout or "4 jobs on 1 worker process" in result.stdout
+    assert "\r" not in result.stderr and "1x32 seed 2: training done" in result.stderr
+    assert result.stdout.rstrip().splitlines()[-1].startswith("What this means:")
+    assert "**" not in result.stdout.split("wrote")[-1] and "| finding |" not in result.stdout
+
+
+def test_two_seeds_are_seen_together(two_seeds, tmp_path):
+    out, result = two_seeds
+    together = json.loads((out / "summary.json").read_text())
+    assert together["seeds"] == [1337, 2] and (out / "seeds.png").stat().st_size > 0
+    per_seed = [json.loads((out / f"seed_{s}" / "summary.json").read_text()) for s in (1337, 2)]
+    for index, finding in enumerate(together["findings"]):
+        seed_states = [s["findings"][index]["state"] for s in per_seed]
+        assert finding["k"] == seed_states.count("holds") and finding["n"] == 2
+        assert finding["state"] == seeds_view.majority(seed_states)[0]
+    size = together["sizes"][0]           # t_d, L_d, r_d: mean ± sd over the seeds whose break is supported
+    supported = [s["sizes"][0] for s in per_seed if s["sizes"][0]["supported"]]
+    assert size["supported"] == len(supported) and size["L_d"]["count"] == len(supported)
+    if len(supported) == 2:
+        assert size["L_d"]["mean"] == pytest.approx(np.mean([r["L_d"] for r in supported]))
+        assert size["L_d"]["sd"] == pytest.approx(np.std([r["L_d"] for r in supported], ddof=1))
+    report = (out / "report.md").read_text()
+    assert "holds on" in report and "of 2 seeds" in report and "seed_1337" in report
+    # the same view from the command line, on the two seeds' outputs
+    view = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "seeds.py"), str(out / "seed_1337"), str(out / "seed_2"),
+                           f"--out_dir={tmp_path / 'seeds'}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert view.returncode == 0, view.stderr
+    assert f"wrote {tmp_path / 'seeds' / 'seeds.png'}" in view.stdout
+    assert json.loads((tmp_path / "seeds" / "summary.json").read_text())["findings"] == together["findings"]
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "seeds.py"), str(out / "seed_1337"), str(out / "seed_1337"),
+                          f"--out_dir={tmp_path / 'again'}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode != 0 and "given twice" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_finished_experiment_is_reused(two_seeds):
+    out, _ = two_seeds
+    again = run_reproduce(*TINY, "--seeds=1337,2", f"--out_dir={out}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("complete, reused") == 4
+    assert again.stderr.count("every checkpoint analysed before, reused") == 4
 
 
 @pytest.mark.parametrize("args, message", [
