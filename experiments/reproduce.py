@@ -63,6 +63,8 @@ if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import fro
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
 
 import bnsl
+import curves
+import deceleration
 import plots
 import train
 import zsl
@@ -73,17 +75,19 @@ from support import checks, job_pool, rundir, runfiles
 from support.cli import OneLineParser, UsageError, guarded
 from support.files import atomic_write, json_safe, write_json
 
-# Defaults chosen by experiment (README, "Results"; docs/science.md §5): the standard-library text
-# in a 2048-token byte-level BPE vocabulary (with bytes, every size bends at the same loss, just above
-# the byte-bigram entropy, so L_d cannot fall with size); warm-up 100 from 10% of the peak, 3000
-# steps, so the late bend (t_d ~ 600) has most of a decade before it and half a decade after; the
-# peak learning rate shrinks with width, lr = learning_rate * 64 / n_embd (wider models take smaller
-# steps, as in the paper: 1.26e-3 for 14M down to 4.87e-4 for 472M); a probe of 32 sequences
-# (2 048 tokens; 16 were noisy for D(Δℓ); 64 cost ~7% of the training time, 32 ~4%, the target
-# is <= 5%); D(∇θℓ) on its first 1 024 tokens.
-DEFAULTS = dict(dataset="stdlib_bpe2048", sizes="1x32,2x64,3x96", max_iters=2048, warmup_iters=100,
-                learning_rate=3e-3, batch_size=32, block_size=64, n_probe=32, seed=1337, transient=None,
-                probe_tokens=1024)
+# Defaults chosen by experiment (docs/results.md, "Choosing the default experiment"), with every rule
+# written down before the runs that judged them: the bytes of the standard library (with them the
+# deceleration is a clear bend; with a 2 048-token BPE vocabulary no size showed one by the same rules);
+# a width series of one-layer models, 1x32, 1x64, 1x96 (1x16 bends before the fit window; deeper
+# models showed no bend in dynamic time); a short warm-up of 50 steps from 10% of the peak, then a
+# constant learning rate as in the paper, so that the schedule cannot place a bend at t_d ~ 1 100-1 500;
+# 6 144 steps, so that the bend has two octaves after it and the run cut at 1/2 still holds it; the fit
+# from step 101 (before it, the fit catches the early bigram bend); the peak learning rate shrinks with
+# width, lr = learning_rate * 64 / n_embd (as in the paper); a probe of 32 sequences (2 048 tokens),
+# D(∇θℓ) on its first 1 024; three seeds, judged by the majority rule of seeds.py.
+DEFAULTS = dict(dataset="stdlib", sizes="1x32,1x64,1x96", max_iters=6144, warmup_iters=50,
+                learning_rate=3e-3, batch_size=32, block_size=64, n_probe=32, seed=1337, transient=100,
+                probe_tokens=1024, seeds="1337,2,3")
 
 
 def learning_rate_for(n_embd, args):
@@ -593,14 +597,20 @@ def dataset_dir(dataset):
 def analyse_size(name, run_dir, args, H1):
     """One size's fit (the fit-window rule or --transient), D(Δℓ) over octaves, and the zero-sum
     numbers around the supported t_d: (the row summary.json keeps, zsl.py's summary for the figures)."""
-    raw_steps, raw_losses = bnsl.load_curve(run_dir)
+    curve = curves.read_curve(run_dir)
+    raw_steps, raw_losses = curve["steps"], curve["losses"]
     transient = args.transient if args.transient is not None else fit_start_rule(raw_steps, raw_losses, H1)
     if args.transient is None and transient + 1 > raw_steps[-1] / 2:
         raise bnsl.CurveError(f"{name}: the fit-window rule starts the fit at step {transient + 1}, less than "
                               f"an octave before the run's end ({raw_steps[-1]:.0f}); train longer "
                               "(--max_iters) or give --transient=N")
-    steps, losses = bnsl.prepare_curve(raw_steps, raw_losses, transient=transient)
-    fit = dict(bnsl.fit_bnsl(steps, losses, breaks=1), name=name)
+    # the break counts only if deceleration.py judges it a deceleration: supported in steps, still there
+    # against dynamic time tau = sum lr (not the schedule), and where it was on the run cut at 3/4 and 1/2
+    # (not the run's end); docs/science.md §9
+    judged = deceleration.deceleration_verdict(raw_steps, raw_losses, curve["lr"], transient=transient)
+    fit = dict(judged["fit"], name=name, verdict=judged["verdict"], verdict_reason=judged["reason"])
+    if fit["supported"] and judged["verdict"] != "deceleration":
+        fit.update(supported=False, warning=f"the break is the {judged['verdict']}: {judged['reason']}")
     summary = zsl.analyse_run(run_dir, grad=False)   # the gradient rows: those analyse_checkpoints wrote
     t_d = fit["t_d"] if fit["supported"] else None    # an unsupported fit has no t_d to use
     octaves = octave_interference(run_dir)
@@ -614,7 +624,8 @@ def analyse_size(name, run_dir, args, H1):
                       zsl.excess_around_deceleration(summary, t_d) +
                       zsl.excess_around_deceleration(summary, t_d, key="excess_sign") if t_d else (None,) * 4))
     row = {**{k: fit[k] for k in ("name", "t_d_err", "L_d", "L_d_err", "r_d", "r_d_err", "rsle", "rsle_power_law",
-                                  "L_T", "L_hat_T", "supported", "warning", "b", "c0", "c1", "f1")},
+                                  "L_T", "L_hat_T", "supported", "warning", "b", "c0", "c1", "f1",
+                                  "verdict", "verdict_reason")},
            "t_d": t_d, "t_d_fitted": fit["t_d"], "params": params, "fit_start": transient + 1,
            "D_before": D_before, "D_after": D_after, "D_oct_before": D_oct_before, "D_oct_after": D_oct_after,
            "octaves": octaves, "D_grad_before": D_grad_before, "D_grad_after": D_grad_after, **excess}
@@ -723,14 +734,14 @@ def parse_args(argv):
                         help="a dataset under data/ (stdlib: bytes; stdlib_bpeN: BPE, built on first use)")
     for key in ("max_iters", "warmup_iters", "batch_size", "block_size", "n_probe", "probe_tokens"):
         parser.add_argument(f"--{key}", type=int, default=DEFAULTS[key])
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds, each trained and judged; with "
-                        f"several, each seed's report goes in out_dir/seed_N and out_dir holds them together "
-                        f"(default: --seed)")
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="the seed, when --seeds is not given")
+    parser.add_argument("--seeds", default=DEFAULTS["seeds"], help="comma-separated seeds, each trained and judged; with "
+                        "several, each seed's report goes in out_dir/seed_N and out_dir holds them together")
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="one seed only, instead of --seeds")
     parser.add_argument("--jobs", type=int, default=0,
                         help="worker processes (default 0: one per CPU core, one torch thread each)")
-    parser.add_argument("--transient", type=int, default=None,
-                        help="fit from step N+1 for every size (default: the fit-window rule, see fit_start_rule)")
+    parser.add_argument("--transient", type=int, default=DEFAULTS["transient"],
+                        help="fit from step N+1 for every size; -1: the fit-window rule of fit_start_rule (2 s1, "
+                             "s1 the first step the smoothed loss is below the unigram entropy)")
     parser.add_argument("--learning_rate", type=float, default=DEFAULTS["learning_rate"],
                         help="peak learning rate of a 64-wide model (see --lr_scaling)")
     parser.add_argument("--lr_scaling", choices=("width", "none"), default="width",
@@ -740,8 +751,14 @@ def parse_args(argv):
                         help="held-out tokens of the error-entropy lens (the same for every checkpoint and size)")
     args = parser.parse_args(argv)
     args.out_dir = os.path.expanduser(args.out_dir)
-    if args.seeds is not None and any(a.startswith("--seed=") or a == "--seed" for a in (argv or sys.argv[1:])):
+    given = argv if argv is not None else sys.argv[1:]
+    seed_given = any(a.startswith("--seed=") or a == "--seed" for a in given)
+    if seed_given and any(a.startswith("--seeds=") or a == "--seeds" for a in given):
         parser.error("give --seeds or --seed, not both")
+    if seed_given:  # one seed instead of the default three
+        args.seeds = None
+    if args.transient == -1:  # the fit-window rule instead of a fixed first step
+        args.transient = None
     return args
 
 
@@ -756,7 +773,7 @@ def check_args(args):
     if args.ee_tokens < args.block_size:
         raise UsageError(f"--ee_tokens must be at least one sequence ({args.block_size}), got {args.ee_tokens}")
     if args.transient is not None and args.transient < 0:
-        raise UsageError(f"--transient must not be negative, got {args.transient}")
+        raise UsageError(f"--transient must not be negative (or -1 for the fit-window rule), got {args.transient}")
     if args.jobs < 0:
         raise UsageError(f"--jobs must be 0 (one per core) or more, got {args.jobs}")
     return sizes, seeds

@@ -211,7 +211,7 @@ def test_a_run_with_other_settings_is_not_silently_reused(tmp_path):
     run = tmp_path / "runs" / "1x32"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"train": {**vars(reproduce.train.TrainConfig()), "seed": 99}}))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--sizes=1x32,2x64",
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--sizes=1x32,2x64", "--seed=1337",
                              f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode != 0 and "was trained with" in result.stderr, result.stderr
 
