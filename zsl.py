@@ -606,6 +606,9 @@ def analyse_all(args, locks):
             if not os.access(run_dir, os.W_OK):
                 raise UsageError(f"{run_dir}: cannot write zsl.json there (no permission); copy the run "
                                "to a directory you can write to")
+            if os.path.lexists(os.path.join(run_dir, "zsl.json")) and not os.path.isfile(os.path.join(run_dir, "zsl.json")):
+                raise UsageError(f"{os.path.join(run_dir, 'zsl.json')} is in the way: zsl.py writes a file there, and "
+                                 "it is not one (a directory?); move it away")
         summaries = []
         for run_dir in args.run_dirs:
             summary = analyse_run(run_dir, steps=args.steps, max_checkpoints=args.max_checkpoints,

@@ -72,7 +72,7 @@ import zsl
 from data import prepare
 from support import runfiles
 from support.checks import check_threads, set_threads
-from support.files import json_safe, write_figure, write_json
+from support.files import json_bytes, json_safe, render_figure, write_figure, write_json, write_together
 from support.cli import OneLineParser, UsageError, guarded
 from support.rundir import is_run_file, lock_run_dir
 
@@ -739,8 +739,9 @@ def analyse_and_write(run_dir, args, note):
     """One run: analysed, error_entropy.json and error_entropy.png written, its lines printed."""
     summary = analyse_run(run_dir, args.tokens, args.context, transient=args.transient,
                           max_checkpoints=args.max_checkpoints, progress=not args.no_progress)
-    write_json(os.path.join(run_dir, "error_entropy.json"), summary)
-    write_figure(os.path.join(run_dir, "error_entropy.png"), lambda path: plot_run(summary, path))
+    figure = os.path.join(run_dir, "error_entropy.png")
+    write_together([(figure, render_figure(figure, lambda path: plot_run(summary, path))),   # never one
+                    (os.path.join(run_dir, "error_entropy.json"), json_bytes(summary))])  # without the other
     notes = [note] if note else []
     if summary["nonfinite_checkpoints"]:
         notes.append(f"left out checkpoint(s) {', '.join(map(str, summary['nonfinite_checkpoints']))}: nan or inf "

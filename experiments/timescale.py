@@ -429,7 +429,8 @@ def load_log(run_dir):
     """(steps, losses, lrs) from a train.py run directory's log.csv (columns step, loss, lr)."""
     path = os.path.join(run_dir, "log.csv")
     if not os.path.isdir(run_dir):
-        raise UsageError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+        raise UsageError(f"{run_dir}: {'a file, not a run directory' if os.path.exists(run_dir) else 'no such directory'}"
+                         f"; pass the --out_dir of a train.py run")
     if not os.path.isfile(path):
         raise UsageError(f"{run_dir}: no log.csv; pass the --out_dir of a train.py run "
                              "(log.csv is written while it trains)")

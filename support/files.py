@@ -8,6 +8,9 @@ a crash, Ctrl-C or a full disk never leaves half a file, and the temporary is re
     save_npz(path, **arrays)      numpy arrays
     save_figure(figure, path)     a matplotlib figure, its format from the extension; the figure is closed
     write_figure(path, draw)      draw(file_path) saves a figure there (for plot functions that take a path)
+    render_figure(path, draw)     the same figure's bytes, not yet written (for write_together)
+    write_together(files)         [(path, bytes)]: every file written in full before any is renamed into place,
+                                  so results that belong together (a JSON and its figure) are never mixed
     json_safe(obj)                numpy scalars and arrays to plain numbers and lists, nan/inf to None
     is_our_figure(path)           a PNG these functions wrote under that very name (its tag, below)
 
@@ -92,9 +95,39 @@ def json_safe(obj):
     return obj
 
 
+def json_bytes(obj, indent=1):
+    """obj as JSON text (UTF-8), nan/inf as null."""
+    return json.dumps(json_safe(obj), indent=indent).encode()
+
+
 def write_json(path, obj, indent=1):
     """Write obj as JSON atomically, nan/inf as null."""
-    atomic_write(path, lambda f: f.write(json.dumps(json_safe(obj), indent=indent).encode()))
+    atomic_write(path, lambda f: f.write(json_bytes(obj, indent)))
+
+
+def write_together(files):
+    """files: [(path, bytes)]. Each is written in full to its temporary first; only when all are written
+    are they renamed into place (a rename needs no space), so a full disk leaves every file as it was.
+    Raises OSError naming the file that failed."""
+    staged = []
+    try:
+        for path, data in files:
+            if os.path.lexists(path) and not os.path.isfile(path):
+                raise OSError(errno.EINVAL, "not a regular file, so it cannot be written as one", path)
+            temporary = f"{path}.tmp{os.getpid()}"
+            staged.append(temporary)
+            try:
+                with open(temporary, "wb") as f:
+                    f.write(data)
+            except OSError as error:
+                error.filename = path
+                raise
+        for temporary, (path, _) in zip(staged, files):
+            os.replace(temporary, path)
+    finally:
+        for temporary in staged:
+            if os.path.exists(temporary):
+                os.remove(temporary)
 
 
 def save_npz(path, **arrays):
@@ -162,17 +195,23 @@ def save_figure(figure, path, dpi=120):
 def write_figure(path, draw):
     """draw(file_path) saves a figure to file_path (a temporary beside `path`, of the same extension);
     it is then tagged and renamed to `path`. For plot functions that take a path and save themselves."""
+    _write_tagged(path, render_figure(path, draw, tag=False))
+
+
+def render_figure(path, draw, tag=True):
+    """The bytes draw(file_path) saves for the figure that will be `path` (tagged with its name, a PNG),
+    drawn into a temporary beside it of the same extension, which is then removed."""
     stem, extension = os.path.splitext(path)
     temporary = f"{stem}.tmp{os.getpid()}{extension}"
     try:
         draw(temporary)
         with open(temporary, "rb") as f:
             data = f.read()
-        _write_tagged(path, data)
     except OSError as error:
-        if error.filename == temporary:
+        if error.filename in (None, temporary):
             error.filename = path
         raise
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+    return tag_png(data, os.path.basename(path)) if tag else data

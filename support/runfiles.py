@@ -49,7 +49,8 @@ def _step_files(folder, extension):
 
 def load_config(run_dir):
     if not os.path.isdir(run_dir):
-        raise UsageError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+        raise UsageError(f"{run_dir}: {'a file, not a run directory' if os.path.exists(run_dir) else 'no such directory'}"
+                         f"; pass the --out_dir of a train.py run")
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
         raise UsageError(f"{run_dir}: not a train.py run directory (no config.json); "
