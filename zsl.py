@@ -65,7 +65,7 @@ from plots import write_figures
 from support.checks import check_threads, set_threads
 from support.cli import OneLineParser, UsageError, guarded
 from support.files import json_safe, write_json
-from support.rundir import lock_run_dir
+from support.rundir import check_out_dir, lock_run_dir
 from support.runfiles import (check_run_dir, checkpoint_fingerprint, checkpoint_paths, deceleration,
                               finite_record, load_checkpoint, load_probe, load_record, merge_gradient_rows,
                               nonfinite_record_steps, pick_checkpoints, previous_gradient_rows, probe_tokens_for,
@@ -599,6 +599,7 @@ def analyse_all(args, locks):
             fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
             if os.path.exists(fig_dir) and not os.path.isdir(fig_dir):
                 raise UsageError(f"--fig_dir={fig_dir} is a file, not a directory; give a directory")
+            check_out_dir(fig_dir, flag="--fig_dir")
         for run_dir in args.run_dirs:  # fail before any long computation
             check_run_dir(run_dir, need_probe=not args.no_grad, probe_tokens=args.probe_tokens,
                           update=not args.no_update, steps=args.steps, max_checkpoints=args.max_checkpoints,

@@ -74,7 +74,7 @@ from support import runfiles
 from support.checks import check_threads, set_threads
 from support.files import json_bytes, json_safe, render_figure, write_figure, write_json, write_together
 from support.cli import OneLineParser, UsageError, guarded
-from support.rundir import is_run_file, lock_run_dir
+from support.rundir import check_out_dir, is_run_file, lock_run_dir
 
 DEFAULT_TOKENS = 65_536    # 1 024 windows of 64 tokens; the estimates depend on N (design.md 8)
 DEFAULT_CONTEXT = 64       # tokens per window, the default block_size
@@ -698,6 +698,7 @@ def check_outputs(args):
     fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
     if os.path.exists(fig_dir) and not os.path.isdir(fig_dir):
         raise UsageError(f"--fig_dir={fig_dir} is a file, not a directory; give a directory")
+    check_out_dir(fig_dir, flag="--fig_dir")
     _check_writable(os.path.join(fig_dir, "error_entropy_sizes.png"))
     return fig_dir, notes
 

@@ -115,16 +115,16 @@ def run_files(out_dir, ours=True):
     return sorted(found, key=lambda p: p.endswith("config.json"))
 
 
-def check_out_dir(out_dir):
-    """out_dir must be a directory, or creatable as one (nothing is created here)."""
+def check_out_dir(out_dir, flag="--out_dir"):
+    """out_dir must be a directory, or creatable as one (nothing is created here); flag: its name."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UsageError(f"--out_dir {out_dir!r} is a file, not a directory; pick another --out_dir")
+        raise UsageError(f"{flag} {out_dir!r} is a file, not a directory; pick another {flag}")
     parent = os.path.dirname(os.path.abspath(out_dir))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot create --out_dir {out_dir!r}: {parent!r} is "
-                          f"{'a file' if not os.path.isdir(parent) else 'not writable'}; pick another --out_dir")
+        raise UsageError(f"cannot create {flag} {out_dir!r}: {parent!r} is "
+                          f"{'a file' if not os.path.isdir(parent) else 'not writable'}; pick another {flag}")
 
 
 def lock_run_dir(out_dir, tool="train.py", create=True, fix="pick another --out_dir"):
@@ -169,8 +169,8 @@ def lock_holder(lock, tool):
             words = [os.path.basename(w) for w in f.read().decode(errors="replace").split("\0")]
     except (OSError, ValueError, IndexError):
         return unknown
-    names = [w for w in words if w in TOOLS] + [w.rsplit(".", 1)[-1] + ".py" for w in words
-                                                  if w.startswith("experiments.") and w[12:] + ".py" in TOOLS]
+    modules = {f"experiments.{name[:-3]}": name for name in TOOLS}   # python -m experiments.zsl ...
+    names = [modules.get(w, w) for w in words if w in TOOLS or w in modules]
     return f"{names[0]} (pid {pids[0]})" if names else f"program (pid {pids[0]})"
 
 
@@ -281,6 +281,13 @@ def load_newest_checkpoint(out_dir):
 RESUMABLE_OVERRIDES = {"max_iters", "device", "compile", "progress", "resume", "out_dir", "overwrite", "threads"}
 
 
+def _same_setting(key, value, saved):
+    """A dataset path is the same whether written relative (as older runs stored it) or absolute."""
+    if key == "dataset" and (os.sep in value or os.sep in saved):
+        return os.path.abspath(value) == os.path.abspath(saved)
+    return value == saved
+
+
 def prepare_run_dir(c, given):
     """Check out_dir against --resume / --overwrite (writing nothing). Returns (config, checkpoint): c and
     None for a fresh start; on resume, the run's saved config (with the flags the user may change) and
@@ -296,7 +303,7 @@ def prepare_run_dir(c, given):
         raise UsageError(f"the checkpoint of step {ckpt['step']} was written by another version of train.py "
                          f"({e}); resume it with that version or start afresh with --overwrite")
     for key in given - RESUMABLE_OVERRIDES:
-        if getattr(c, key) != getattr(saved, key):
+        if not _same_setting(key, getattr(c, key), getattr(saved, key)):
             raise UsageError(f"cannot change --{key} when resuming (the run used {getattr(saved, key)!r})")
     for key in given & RESUMABLE_OVERRIDES:
         setattr(saved, key, getattr(c, key))

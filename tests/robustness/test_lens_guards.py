@@ -93,6 +93,8 @@ EE_CASES = {  # name: (setup(run, data, tmp) -> argv, the pieces of the one line
     "transient negative": (lambda r, d, t: [r, "--transient=-1"], ["--transient must be >= 0"]),
     "fig_dir with one run": (lambda r, d, t: [r, f"--fig_dir={t}"], ["--fig_dir", "several runs"]),
     "fig_dir a file": (lambda r, d, t: [r, r, f"--fig_dir={r}/log.csv"], ["is a file", "give a directory"]),
+    "fig_dir under a file": (lambda r, d, t: [r, r, f"--fig_dir={r}/log.csv/figures"],
+                             ["cannot create --fig_dir", "is a file", "pick another --fig_dir"]),
     "two runs on different data": (second_run_on_other_data, ["different datasets", "one at a time"]),
     "unknown flag": (lambda r, d, t: [r, "--tokenz=64"], ["unrecognized arguments: --tokenz=64"]),
     "abbreviated flag": (lambda r, d, t: [r, "--tok=64"], ["unrecognized arguments: --tok=64"]),
@@ -235,6 +237,8 @@ ZSL_CASES = {
     "run in use by a writer": (lambda r: [r, "--no_grad"], ["is in use by another", "wait for it to finish"]),
     "a file for the run": (lambda r: [f"{r}/probe.npz", "--no_grad"], ["a file, not a run directory"]),
     "zsl.json a directory": (lambda r: os.mkdir(f"{r}/zsl.json") or [r, "--no_grad"], ["is in the way", "move it away"]),
+    "fig_dir under a file": (lambda r: [r, r, "--no_grad", f"--fig_dir={r}/log.csv/figures"],
+                             ["cannot create --fig_dir", "pick another --fig_dir"]),
 }
 
 

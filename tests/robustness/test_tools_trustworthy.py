@@ -85,6 +85,20 @@ def test_a_relative_dataset_is_found_from_any_directory(tool_run, tmp_path, caps
     assert status == 0, err
 
 
+def test_a_run_that_stored_a_relative_dataset_still_resumes_with_it(tool_run, tmp_path, capsys, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    private_copy(tool_run, project)
+    monkeypatch.chdir(project)
+    assert run_main(train.main, [*TINY, "--dataset=./data", "--out_dir=old", "--max_iters=4"], capsys)[0] == 0
+    path = rundir.checkpoint_path("old", 4)   # as an older train.py stored it: the path as given
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["train_config"]["dataset"] = "./data"
+    torch.save(ckpt, path)
+    status, err, _ = run_main(train.main, ["--out_dir=old", "--resume", "--dataset=./data", "--max_iters=5"], capsys)
+    assert status == 0, err
+
+
 def test_a_narrower_rerun_keeps_the_wider_analysis_and_overwrite_replaces_it(tool_run, tmp_path, capsys):
     run_dir, _ = private_copy(tool_run, tmp_path)
     assert run_main(error_entropy.main, [run_dir, *EE], capsys)[0] == 0
