@@ -134,6 +134,9 @@ def load_checkpoint(path):
     return model.eval(), ckpt
 
 
+_WARNED = set()
+
+
 def run_dataset(run_dir, need="its dataset"):
     """(data_dir, train tokens, val tokens, meta) of the dataset the run trained on, checked to be the
     same tokens: its fingerprint (prepare.fingerprint) must be the one train.py stored in config.json, so a
@@ -153,7 +156,8 @@ def run_dataset(run_dir, need="its dataset"):
     except prepare.DataError as e:
         raise UsageError(f"{run_dir}: {need} is needed: {e}{where}") from None
     then = config.get("data_fingerprint")
-    if then is None:
+    if then is None and os.path.abspath(run_dir) not in _WARNED:
+        _WARNED.add(os.path.abspath(run_dir))  # (once per run, however often its data is read)
         print(f"warning: {run_dir} predates dataset fingerprints; cannot check that {data_dir} holds the "
               f"tokens it trained on", file=sys.stderr)
     elif then != now:
