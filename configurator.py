@@ -6,8 +6,10 @@ Flags for a dataclass config, the way nanoGPT's configurator.py does it, with ch
 Every field of the dataclass is a flag `--key=value`, typed by the field (int, float, bool or str);
 a bare `--flag` means `--flag=true` for a bool. A preset file (JSON, or a .py file of plain
 `key = literal` lines, read with ast and never executed) sets flags first, then the flags on the
-command line override it. A bad key, value or file is a UsageError: one line that says what is
-wrong and how to fix it (train.py prints it and exits).
+command line override it, wherever they stand: `--n_layer=3 config/tiny.py` trains 3 layers (presets
+are read in their order, then the flags in theirs). -h / --help anywhere prints the flags. A bad key,
+value or file is a UsageError: one line that says what is wrong and how to fix it (train.py prints it
+and exits).
 """
 import ast
 import dataclasses
@@ -37,8 +39,12 @@ def read_config_file(path):
     """A preset: a JSON object, or a .py file of plain `key = literal` lines (read, never executed)."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise UsageError(f"config file {path!r} does not exist" if not os.path.exists(path) else
-                          f"config file {path!r} is not a file; give a .py or .json preset")
+        if os.path.exists(path):
+            raise UsageError(f"config file {path!r} is not a file; give a .py or .json preset")
+        if path.startswith("-"):  # -n_layer=3, or a flag of another tool
+            raise UsageError(f"{path!r} is neither a flag nor a config file; flags take two dashes: -{path}")
+        hint = next((f"; did you mean {path + ext}?" for ext in (".py", ".json") if os.path.isfile(path + ext)), "")
+        raise UsageError(f"config file {path!r} does not exist{hint}")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -99,21 +105,27 @@ def parse_flags(argv, config, usage):
     """Set the fields of `config` (a dataclass with defaults) from argv.
     Returns (config, the set of keys the user gave explicitly). -h / --help prints the flags and exits."""
     kinds = {field.name: field.type for field in dataclasses.fields(config)}  # int, float, bool or str
-    given = set()
-    for arg in argv:
-        if arg in ("-h", "--help"):
-            print(help_text(config, usage))
-            sys.exit(0)
-        if not arg.startswith("--"):
-            for key, value in read_config_file(arg).items():
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(help_text(config, usage))
+        sys.exit(0)
+    given, settings = set(), []
+    for arg in argv:  # every flag's syntax first: `--n_layer 3` must not read "3" as a preset file
+        if arg.startswith("--"):
+            key, has_value, value = arg[2:].partition("=")
+            if not has_value:
+                if kinds.get(key) is not bool:
+                    raise UsageError(f"--{key} needs a value: --{key}=VALUE" if key in kinds
+                                     else f"unknown flag --{key}")
+                value = "true"  # a bare --resume means --resume=true
+            settings.append((key, value))
+    for path in (arg for arg in argv if not arg.startswith("--")):  # the presets, in their order
+        for key, value in read_config_file(path).items():
+            try:
                 apply_setting(config, key, value, kinds)
-                given.add(key)
-            continue
-        key, has_value, value = arg[2:].partition("=")
-        if not has_value:
-            if kinds.get(key) is not bool:
-                raise UsageError(f"--{key} needs a value: --{key}=VALUE" if key in kinds else f"unknown flag --{key}")
-            value = "true"  # a bare --resume means --resume=true
+            except UsageError as e:
+                raise UsageError(f"config file {path!r}: {e}") from None
+            given.add(key)
+    for key, value in settings:  # then the command line's flags: they win wherever they stand
         apply_setting(config, key, value, kinds)
         given.add(key)
     return config, given

@@ -28,6 +28,10 @@ name, then renamed), so a crash or Ctrl-C never leaves a half-written file behin
 directory: a second train.py on it is refused (out_dir/.lock), --overwrite deletes the old run's
 files first, and --resume refuses data whose fingerprint differs from the run's (support/rundir.py).
 """
+if __name__ == "__main__":  # Ctrl-C while torch loads (a second or more): one line, not a traceback
+    from support.cli import quiet_ctrl_c_while_loading
+    quiet_ctrl_c_while_loading("train.py")
+
 import csv
 import dataclasses
 import io
@@ -50,11 +54,11 @@ import configurator
 from data import prepare
 from data.prepare import windows
 from model import GPT, GPTConfig
-from support.checks import check_config, check_data_sizes, pick_device
+from support.checks import check_config, check_data_sizes, pick_device, schedule_warning, set_threads
 from support.cli import UsageError, guarded, stop_signals
 from support.files import atomic_write, save_npz
-from support.rundir import (check_same_data, checkpoint_path, clear_old_run, drop_records_after, lock_run_dir,
-                            prepare_run_dir, refuse_to_mix)
+from support.rundir import (check_same_data, checkpoint_path, clear_old_run, drop_records_after, latest_checkpoint,
+                            lock_run_dir, prepare_run_dir, refuse_to_mix, run_files)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,7 +70,8 @@ from support.rundir import (check_same_data, checkpoint_path, clear_old_run, dro
 class TrainConfig:
     # run directory and data
     out_dir: str = "out"              # where the run directory goes
-    dataset: str = "stdlib"           # a directory under data/ (or a path); stdlib, stdlib_bpeN built on first use
+    dataset: str = "stdlib"           # a directory under data/, or a path (relative: to the current directory,
+                                      # stored absolute); stdlib, stdlib_bpeN built on first use
     resume: bool = False              # continue from the newest checkpoint in out_dir
     overwrite: bool = False           # allow starting afresh in an out_dir that already holds a run
     # model (see model.GPTConfig)
@@ -101,6 +106,7 @@ class TrainConfig:
     compile: bool = False             # torch.compile the model
     seed: int = 1337
     progress: bool = True             # tqdm progress bar
+    threads: int = 0                  # torch CPU threads per process; 0: torch's choice
 
 
 def parse_args(argv):
@@ -108,9 +114,18 @@ def parse_args(argv):
     support/checks.py checks them (UsageError: one line naming the flag)."""
     usage = f"{__doc__.strip().split(chr(10) * 2)[0]}\n\nusage: python train.py [CONFIG_FILE] [--key=value ...]"
     config, given = configurator.parse_flags(argv, TrainConfig(), usage)
-    config.out_dir, config.dataset = os.path.expanduser(config.out_dir), os.path.expanduser(config.dataset)  # ~/runs
+    config.out_dir = os.path.expanduser(config.out_dir)  # ~/runs
+    config.dataset = dataset_path(config.dataset)
     check_config(config)
     return config, given
+
+
+def dataset_path(dataset):
+    """--dataset as the run stores it: a name under data/ as it is; a path (~ expanded) made absolute
+    against the current directory, so every tool that reads the run later finds the same data
+    wherever it is started (prepare.dataset_dir)."""
+    dataset = os.path.expanduser(dataset)
+    return os.path.abspath(dataset) if os.sep in dataset else dataset
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,6 +327,9 @@ def run(c, given, stop_requested, locks):
     if locked:
         locks.enter_context(lock_run_dir(c.out_dir))  # before reading the run: no other writer changes it now
     c, ckpt = prepare_run_dir(c, given)
+    if ckpt is None:
+        c.dataset = dataset_path(c.dataset)  # (a TrainConfig made in Python, not by parse_args)
+    set_threads(c.threads)
     procs = start_processes(c)
     train_tokens, val_tokens, data_meta = load_data(c, procs.is_master)
 
@@ -327,6 +345,8 @@ def run(c, given, stop_requested, locks):
         model = DDP(model, device_ids=[procs.device] if procs.device.startswith("cuda") else None)
     probe_x, probe_y, update_x, update_y = fixed_heldout_sets(val_tokens, c)
     if procs.is_master:  # every check has passed: only now is anything written
+        if ckpt is None and schedule_warning(c):
+            print(schedule_warning(c), file=sys.stderr)
         if not locked:  # a new out_dir: created here
             locks.enter_context(lock_run_dir(c.out_dir))
             refuse_to_mix(c)  # another process may have started a run in it meanwhile
@@ -477,11 +497,22 @@ def report_end(c, log_rows, elapsed, stop_requested, stopped):
 def main(argv=None):
     """The command line: 0 when the run reached --max_iters, 130 or 143 after Ctrl-C or SIGTERM (the step
     was saved), 2 and one line for bad input, a full disk or out of memory (support/cli.py)."""
+    parsed = []
+
     def run_from_flags():
         config, given = parse_args(sys.argv[1:] if argv is None else argv)
+        parsed.append(config)
         interrupted = train(config, given)
         return 128 + interrupted if interrupted else 0  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
-    return guarded("train.py", run_from_flags, os_hint="free space or fix the path and --resume",
+
+    def os_hint():  # what to do next depends on what the run directory holds now
+        out_dir = parsed[0].out_dir if parsed else None
+        if out_dir and latest_checkpoint(out_dir):
+            return "free space or fix the path, then continue the run with --resume"
+        if out_dir and os.path.isdir(out_dir) and run_files(out_dir):
+            return "free space or fix the path, then start afresh with --overwrite (no checkpoint was saved yet)"
+        return "free space or fix the path, then run the same command again"
+    return guarded("train.py", run_from_flags, os_hint=os_hint,
                    memory_hint="use a smaller --batch_size, --n_embd or --n_layer")
 
 

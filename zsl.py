@@ -35,8 +35,18 @@ Python API (stable names, used by the report script):
     write_figures(summaries, fig_dir, hist_step=None) -> [png paths]   (from plots.py)
   and in support/runfiles.py: load_config, record_paths, load_record, load_probe, checkpoint_paths,
     load_checkpoint, probe_tokens_for, deceleration_step
+
+While it writes into a run directory, zsl.py holds the directory's lock (support/rundir.py), so a
+train.py --overwrite cannot rebuild the run under it. A rerun adds to the gradient rows of an earlier
+zsl.json made with the same settings, and refuses to mix them with rows made otherwise (--overwrite:
+replace them).
 """
+if __name__ == "__main__":  # Ctrl-C while torch loads (a second or more): one line, not a traceback
+    from support.cli import quiet_ctrl_c_while_loading
+    quiet_ctrl_c_while_loading("zsl.py")
+
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -52,8 +62,10 @@ from tqdm import tqdm
 from token_grads import (add_sums, default_subset_sizes, naive_per_token_grad_stats,  # noqa: F401 (API)
                          nested_subsets, per_token_grad_stats, sharded_grad_stats, sign_patterns)
 from plots import write_figures
+from support.checks import check_threads, set_threads
 from support.cli import OneLineParser, UsageError, guarded
 from support.files import json_safe, write_json
+from support.rundir import check_out_dir, lock_run_dir
 from support.runfiles import (check_run_dir, checkpoint_fingerprint, checkpoint_paths, deceleration,
                               finite_record, load_checkpoint, load_probe, load_record, merge_gradient_rows,
                               nonfinite_record_steps, pick_checkpoints, previous_gradient_rows, probe_tokens_for,
@@ -422,13 +434,16 @@ def headline(summary):
 
 def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, grad=True,
                 update=True, chunk=16, progress=False, n_signs=N_SIGNS, subset_sizes=None,
-                rank=0, world=1, device="cpu", print_time=None):
+                rank=0, world=1, device="cpu", print_time=None, overwrite=False):
     """Everything zsl.json holds, for one run directory (gradient_interference has the options),
     merged with the still valid gradient rows of an earlier zsl.json (runfiles.py, section 4):
-    summary["kept_rows"] and ["stale_rows"] say which."""
+    summary["kept_rows"] and ["stale_rows"] say which. overwrite: the earlier rows are not kept
+    (they are all in stale_rows) and may have been made with other settings."""
     check_run_dir(run_dir, need_probe=grad, probe_tokens=probe_tokens, update=update, steps=steps,
-                  max_checkpoints=max_checkpoints)
-    kept, stale = previous_gradient_rows(run_dir)
+                  max_checkpoints=max_checkpoints, n_signs=n_signs, subset_sizes=subset_sizes, overwrite=overwrite)
+    kept, stale = previous_gradient_rows(run_dir) if not overwrite else ([], [])
+    if overwrite:
+        stale = sorted(row["step"] for row in _earlier_rows(run_dir))
     new_rows = (gradient_interference(
         run_dir, steps, max_checkpoints, probe_tokens, chunk=chunk, update=update, progress=progress,
         n_signs=n_signs, subset_sizes=subset_sizes, rank=rank, world=world, device=device,
@@ -450,6 +465,16 @@ def analyse_run(run_dir, steps=None, max_checkpoints=None, probe_tokens=None, gr
     }
     summary["steps"] = step_rows(summary)
     return summary
+
+
+def _earlier_rows(run_dir):
+    """The gradient rows of an earlier zsl.json, read as they are ([] if there is none or it is unreadable)."""
+    try:
+        with open(os.path.join(run_dir, "zsl.json")) as f:
+            rows = json.load(f)["gradient_interference"]
+        return [row for row in rows if isinstance(row, dict) and "step" in row]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,6 +545,9 @@ def parse_args(argv):
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the gradient rows of an earlier zsl.json even if made with other settings "
+                        "(default: add to them, and refuse to mix settings)")
     p.add_argument("--n_signs", type=int, default=N_SIGNS,
                    help="random sign patterns K of the Monte Carlo null (0: only the free CLT null)")
     p.add_argument("--subsets", type=_subset_sizes, default=None,
@@ -530,12 +558,22 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.n_signs < 0 or args.n_signs == 1:
         p.error(f"--n_signs must be 0 or at least 2 (its error needs two), got {args.n_signs}")
-    for name in ("max_checkpoints", "probe_tokens", "chunk", "threads"):
+    for name in ("max_checkpoints", "probe_tokens", "chunk"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name} must be >= 1, got {value}")
     if args.fig_dir is not None and len(args.run_dirs) < 2:
         p.error("--fig_dir is for the overlay of several runs; one run's figures go into its directory")
+    if args.hist_step is not None and args.hist_step < 1:
+        p.error(f"--hist_step must be a checkpoint step >= 1, got {args.hist_step}")
+    if args.no_grad and (args.steps or args.max_checkpoints or args.probe_tokens or args.overwrite):
+        given = [f for f, v in (("--steps", args.steps), ("--max_checkpoints", args.max_checkpoints),
+                                ("--probe_tokens", args.probe_tokens), ("--overwrite", args.overwrite)) if v]
+        p.error(f"{given[0]} is for the gradient analysis, which --no_grad skips; give one or the other")
+    try:
+        check_threads(args.threads)
+    except UsageError as e:
+        p.error(str(e))
     return args
 
 
@@ -547,22 +585,40 @@ def main(argv=None):
 
 def run_command(argv):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    with contextlib.ExitStack() as locks:
+        analyse_all(args, locks)
+
+
+def lock_runs(run_dirs, locks):
+    """Process 0 holds the lock of every run directory it will write into, until it is done."""
+    for run_dir in {os.path.realpath(r): r for r in run_dirs}.values():  # (a directory given twice: locked once)
+        if os.path.isdir(run_dir):  # (a missing one is reported by check_run_dir)
+            locks.enter_context(lock_run_dir(run_dir, tool="zsl.py", create=False,
+                                             fix="analyse a copy of the run"))
+
+
+def analyse_all(args, locks):
     try:
         rank, world, device = start_processes(args.device)
+        if rank == 0:
+            lock_runs(args.run_dirs, locks)
         fig_dir = None
         if len(args.run_dirs) > 1:
             fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
             if os.path.exists(fig_dir) and not os.path.isdir(fig_dir):
                 raise UsageError(f"--fig_dir={fig_dir} is a file, not a directory; give a directory")
+            check_out_dir(fig_dir, flag="--fig_dir")
         for run_dir in args.run_dirs:  # fail before any long computation
             check_run_dir(run_dir, need_probe=not args.no_grad, probe_tokens=args.probe_tokens,
-                          update=not args.no_update, steps=args.steps,
-                          max_checkpoints=args.max_checkpoints)
+                          update=not args.no_update, steps=args.steps, max_checkpoints=args.max_checkpoints,
+                          n_signs=args.n_signs, subset_sizes=args.subsets, overwrite=args.overwrite)
             if not os.access(run_dir, os.W_OK):
                 raise UsageError(f"{run_dir}: cannot write zsl.json there (no permission); copy the run "
                                "to a directory you can write to")
+            if os.path.lexists(os.path.join(run_dir, "zsl.json")) and not os.path.isfile(os.path.join(run_dir, "zsl.json")):
+                raise UsageError(f"{os.path.join(run_dir, 'zsl.json')} is in the way: zsl.py writes a file there, and "
+                                 "it is not one (a directory?); move it away")
         summaries = []
         for run_dir in args.run_dirs:
             summary = analyse_run(run_dir, steps=args.steps, max_checkpoints=args.max_checkpoints,
@@ -570,7 +626,7 @@ def run_command(argv):
                                   update=not args.no_update, chunk=args.chunk,
                                   progress=not args.no_progress and rank == 0, n_signs=args.n_signs,
                                   subset_sizes=args.subsets, rank=rank, world=world, device=device,
-                                  print_time=rank == 0)
+                                  print_time=rank == 0, overwrite=args.overwrite)
             if rank > 0:  # process 0 writes and prints
                 continue
             write_json(os.path.join(run_dir, "zsl.json"), summary)
@@ -581,7 +637,8 @@ def run_command(argv):
                 notes.append(f"kept zsl.json's earlier analysis of checkpoint(s) {_steps_text(summary['kept_rows'])}")
             if summary["stale_rows"]:
                 notes.append(f"dropped zsl.json's earlier analysis of checkpoint(s) "
-                             f"{_steps_text(summary['stale_rows'])}: changed or gone since")
+                             f"{_steps_text(summary['stale_rows'])}: "
+                             + ("replaced (--overwrite)" if args.overwrite else "changed or gone since"))
             if summary["nonfinite_records"]:
                 notes.append(f"left out record(s) {_steps_text(summary['nonfinite_records'])}: nan or "
                              "inf losses (the run diverged)")

@@ -1,12 +1,16 @@
 """
 Benchmarks: prints the figures the issues ask for.
 
-    python bench.py                 # everything
-    python bench.py train bnsl      # only some sections (train, record, bnsl, zsl, zsl_null, zsl_processes,
-                                    #   error_entropy, bpe, vocab)
+    python experiments/bench.py                 # everything
+    python experiments/bench.py train bnsl      # only some sections (train, record, bnsl, zsl, zsl_null,
+                                                #   zsl_processes, error_entropy, bpe, vocab)
+    python experiments/bench.py --threads=1 zsl # torch on one CPU thread
+    python experiments/bench.py --help
 
 Each section is a plain function that prints its own lines. Times are wall-clock
-medians over a few repeats, on whatever threads torch uses (set OMP_NUM_THREADS to pin).
+medians over a few repeats, on whatever threads torch uses (--threads, or OMP_NUM_THREADS, to pin).
+Bad input, Ctrl-C, a full disk and a closed pipe (`bench.py | head`) end it with one line
+(support/cli.py).
 """
 import os
 import sys
@@ -14,6 +18,11 @@ import time
 
 if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
+if __name__ == "__main__":  # Ctrl-C while the sections' imports load: one line, not a traceback
+    from support.cli import quiet_ctrl_c_while_loading
+    quiet_ctrl_c_while_loading("bench.py")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: train.py, zsl.py
 
 
 def median_time(fn, repeats=5, warmup=1):
@@ -65,6 +74,7 @@ def plain_loop_seconds_per_step(n_layer, n_embd, steps=30):
     import numpy as np
     import torch
     import train
+    from data import prepare
     from model import GPT, GPTConfig
     c = train.TrainConfig(n_layer=n_layer, n_embd=n_embd)
     tokens, _, _ = train.load_data(c, is_master=True)
@@ -250,7 +260,6 @@ def bench_zsl_processes(probe_tokens=4096, rounds=3, figure="bench_zsl_processes
     import tempfile
 
     import train
-    here = os.path.dirname(os.path.abspath(__file__))
     setups = {"1 process x 1 thread": (1, 1), "2 processes x 1 thread": (2, 1), "1 process x 2 threads": (1, 2)}
     seconds = {name: [] for name in setups}
     with tempfile.TemporaryDirectory() as run_dir:
@@ -258,14 +267,15 @@ def bench_zsl_processes(probe_tokens=4096, rounds=3, figure="bench_zsl_processes
         for _ in range(rounds):
             for name, (procs, threads) in setups.items():
                 command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={procs}", os.path.join(here, "zsl.py"), run_dir, "--steps", "64",
+                           f"--nproc_per_node={procs}", os.path.join(ROOT, "zsl.py"), run_dir, "--steps", "64",
                            "--probe_tokens", str(probe_tokens), "--no_update", "--no_progress",
                            "--threads", str(threads)]
                 result = subprocess.run(command, capture_output=True, text=True,
                                         env={**os.environ, "OMP_NUM_THREADS": str(threads)})
                 found = re.search(r"step 64: .* in ([0-9.]+) s", result.stderr)
                 if result.returncode or not found:
-                    sys.exit(f"bench.py: error: zsl.py failed: {result.stderr.strip()[-500:]}")
+                    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise RuntimeError(f"zsl.py under torchrun failed (exit {result.returncode}): {last[-300:]}")
                 seconds[name].append(float(found.group(1)))
     median = {name: sorted(t)[len(t) // 2] for name, t in seconds.items()}
     one = median["1 process x 1 thread"]
@@ -275,6 +285,7 @@ def bench_zsl_processes(probe_tokens=4096, rounds=3, figure="bench_zsl_processes
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from support.files import save_figure
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for k, (name, t) in enumerate(seconds.items()):
         ax.bar(k, median[name], color=f"C{k}", alpha=0.6)
@@ -284,8 +295,7 @@ def bench_zsl_processes(probe_tokens=4096, rounds=3, figure="bench_zsl_processes
     ax.set(yscale="log", ylabel="seconds per checkpoint")
     ax.set_title(f"zsl.py, {probe_tokens} probe tokens, 2x64 model (bars: medians, dots: rounds)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(figure, dpi=110)
-    plt.close(fig)
+    save_figure(fig, figure, dpi=110)  # written whole, then renamed
     print(f"zsl processes: figure {figure}")
 
 
@@ -300,6 +310,7 @@ def bench_error_entropy():
     import torch
     from experiments import error_entropy
     import train
+    from data import prepare
     from model import GPT, GPTConfig
     c = train.TrainConfig()
     _, val, meta = train.load_data(c, is_master=True)
@@ -487,11 +498,41 @@ SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "z
             "zsl_null": bench_zsl_null, "zsl_processes": bench_zsl_processes, "error_entropy": bench_error_entropy,
             "bpe": bench_bpe, "vocab": bench_vocab}
 
-if __name__ == "__main__":
-    names = sys.argv[1:] or list(SECTIONS)
-    unknown = [n for n in names if n not in SECTIONS]
+def parse_args(argv):
+    from support.checks import check_threads
+    from support.cli import OneLineParser, UsageError
+    parser = OneLineParser(prog="bench.py", allow_abbrev=False, description=__doc__.strip().split("\n")[1],
+                           epilog="sections: " + ", ".join(f"{name} ({(f.__doc__ or '').strip().split(chr(10))[0]})"
+                                                            for name, f in SECTIONS.items()))
+    parser.add_argument("sections", nargs="*", metavar="SECTION", help="the sections to run (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown:
-        sys.exit(f"bench.py: error: unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
-    for name in names:
-        print(f"== {name}")
+        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
+    try:
+        check_threads(args.threads)
+    except UsageError as e:
+        parser.error(str(e))
+    return args
+
+
+def run_sections(argv):
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    for name in args.sections or list(SECTIONS):
+        print(f"== {name}", flush=True)
         SECTIONS[name]()
+
+
+def main(argv=None):
+    """The command line; returns the exit status (support/cli.py)."""
+    from support.cli import guarded
+    return guarded("bench.py", run_sections, sys.argv[1:] if argv is None else argv,
+                   os_hint="free space or fix the path (the benchmarks write into temporary directories)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

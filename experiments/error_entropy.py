@@ -35,6 +35,13 @@ Read top to bottom:
   4. across runs: each term against model size, a power law and its R^2
   5. figures, the section of reproduce.py's report, the command line
 
+Nothing mixed, nothing lost: the evaluation set comes from the run's own dataset, checked by its
+fingerprint (a dataset rebuilt from other text is refused); the run directory is locked while
+error_entropy.json and error_entropy.png are written (support/rundir.py), both atomically; and a rerun
+that would replace an earlier analysis with a narrower one (fewer checkpoints, other --tokens,
+--context or --transient) is refused unless --overwrite. Checkpoints of a diverged run (nan or inf
+weights) are left out, and said so.
+
 Rules, written before the measurements (not tuned):
   * a term "bends at the deceleration" if bnsl.py's 1-break fit of that term against the
     checkpoint step is supported and its t_d is within a factor 2 of the t_d of the CE curve
@@ -43,26 +50,31 @@ Rules, written before the measurements (not tuned):
     80 % of sum_i |delta l_i| after 2 t_d (delta l_i: a token's loss change from one checkpoint
     to the next; groups: the target's rank unchanged / improved / worsened between them).
 """
-import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
 import sys
 
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
+if __name__ == "__main__":  # Ctrl-C while torch loads (a second or more): one line, not a traceback
+    from support.cli import quiet_ctrl_c_while_loading
+    quiet_ctrl_c_while_loading("error_entropy.py")
+
 import numpy as np
 import torch
 from tqdm import tqdm
-
-if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
 
 import bnsl
 import zsl
 from data import prepare
 from support import runfiles
-from support.files import json_safe, write_json
+from support.checks import check_threads, set_threads
+from support.files import json_bytes, json_safe, render_figure, write_figure, write_json, write_together
 from support.cli import OneLineParser, UsageError, guarded
+from support.rundir import check_out_dir, is_run_file, lock_run_dir
 
 DEFAULT_TOKENS = 65_536    # 1 024 windows of 64 tokens; the estimates depend on N (docs/science.md §8)
 DEFAULT_CONTEXT = 64       # tokens per window, the default block_size
@@ -157,24 +169,21 @@ def decompose(logits, targets):
 # 2. The evaluation set: the same tokens for every checkpoint and every run
 # ---------------------------------------------------------------------------------------------
 
-def evaluation_set(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT):
+def evaluation_set(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, tokens_flag="--tokens"):
     """
     (x, y, description): ceil(n_tokens / context) windows of `context` tokens, evenly spaced over
     the validation split of the run's dataset (as train.py's probe is), so runs on one dataset
-    see exactly the same tokens whatever their size or seed.
+    see exactly the same tokens whatever their size or seed. The dataset must hold the tokens the
+    run trained on (runfiles.run_dataset: its fingerprint). tokens_flag: the caller's name for
+    n_tokens, in the message when the split is too small (reproduce.py's is --ee_tokens).
     """
-    config = runfiles.load_config(run_dir)
-    dataset = config["train"]["dataset"]
-    data_dir = prepare.dataset_dir(dataset)
-    try:
-        _, val, meta = prepare.load_dataset(data_dir)
-    except prepare.DataError as e:
-        raise UsageError(f"{run_dir}: {e}") from None
+    data_dir, _, val, meta = runfiles.run_dataset(run_dir, need="its dataset (the evaluation set's tokens)")
     n_windows = math.ceil(n_tokens / context)
     spacing = (len(val) - context - 1) / max(n_windows - 1, 1)
     if spacing < context:
+        most = ((len(val) - context - 1) // context + 1) * context if len(val) > 2 * context else 0
         raise UsageError(f"the validation split of {data_dir} has {len(val):,} tokens, too few for "
-                           f"{n_windows} separate windows of {context}; use a smaller --tokens")
+                         f"{n_windows} separate windows of {context}; use {tokens_flag}={most} or less")
     starts = np.linspace(0, len(val) - context - 1, n_windows).astype(np.int64)
     x, y = prepare.windows(val, starts, context)
     description = {"dataset": os.path.abspath(data_dir), "vocab_size": int(meta["vocab_size"]),
@@ -290,28 +299,45 @@ def zero_sum_summary(intervals, t_d):
     return summary
 
 
-def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=None,
-                transient=bnsl.DEFAULT_TRANSIENT, max_checkpoints=None, progress=False):
-    """Everything error_entropy.json holds, for one train.py run directory."""
-    paths = runfiles.checkpoint_paths(run_dir)   # (load_config inside evaluation_set checks the directory)
-    x, y, eval_set = evaluation_set(run_dir, n_tokens, context)
+def chosen_checkpoints(run_dir, max_checkpoints=None):
+    """The checkpoint paths analyse_run evaluates: all, or max_checkpoints of them evenly spaced in log
+    step, always the last."""
+    paths = runfiles.checkpoint_paths(run_dir)
     if not paths:
         raise UsageError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
-    if max_checkpoints and len(paths) > max_checkpoints:  # evenly spaced in log step, always the last
+    if max_checkpoints and len(paths) > max_checkpoints:
         keep = np.unique(np.round(np.linspace(0, len(paths) - 1, max_checkpoints)).astype(int))
         paths = [paths[k] for k in keep]
-    checkpoints, intervals, previous = [], [], None
+    return paths
+
+
+def finite_weights(model):
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=None,
+                transient=bnsl.DEFAULT_TRANSIENT, max_checkpoints=None, progress=False, tokens_flag="--tokens"):
+    """Everything error_entropy.json holds, for one train.py run directory. A checkpoint with nan or
+    inf weights (the run diverged) is left out and listed in "nonfinite_checkpoints"."""
+    x, y, eval_set = evaluation_set(run_dir, n_tokens, context, tokens_flag)   # (checks the directory)
+    paths = chosen_checkpoints(run_dir, max_checkpoints)
+    checkpoints, intervals, previous, diverged = [], [], None, []
     for path in tqdm(paths, desc=f"{os.path.basename(os.path.normpath(run_dir))}: checkpoints",
                      leave=False, disable=not progress, file=sys.stderr):
         model, ckpt = runfiles.load_checkpoint(path)
         if model.config.vocab_size != eval_set["vocab_size"]:
             raise UsageError(f"{path}: the model has {model.config.vocab_size} classes but the dataset "
-                               f"{eval_set['dataset']} has {eval_set['vocab_size']}")
+                             f"{eval_set['dataset']} has {eval_set['vocab_size']}; the run and its dataset do "
+                             f"not match: re-run train.py on that dataset")
+        if not finite_weights(model):
+            diverged.append(int(ckpt["step"]))
+            continue
         terms, losses, ranks = evaluate(model, x, y)
         last = int(np.flatnonzero(terms["counts"])[-1]) + 1   # keep the bucket arrays up to the last rank seen
         row = {"step": int(ckpt["step"]), **{k: terms[k] for k in ("CE", "EE", "SA", "log_C", "neg_log_C",
                                                                     "EE_share", "n_tokens")},
-               "p": terms["p"][:last].tolist(), "log_Q": terms["log_Q"][:last].tolist()}
+               "p": terms["p"][:last].tolist(), "log_Q": terms["log_Q"][:last].tolist(),
+               "checkpoint_sha256": runfiles.checkpoint_fingerprint(path)}   # which weights exactly
         checkpoints.append(row)
         if previous is not None:
             change = loss_changes_by_rank(previous[1], previous[2], losses, ranks)
@@ -319,6 +345,15 @@ def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=N
                            **{f"d{term}": row[term] - previous[0][term] for term in TERMS}})
             intervals.append(change)
         previous = (row, losses, ranks)
+    if not checkpoints:
+        raise UsageError(f"{run_dir}: every checkpoint has nan or inf weights (the run diverged); train it "
+                         f"again with a smaller --learning_rate")
+    return summarise_run(run_dir, eval_set, checkpoints, intervals, t_d, transient, max_checkpoints, diverged)
+
+
+def summarise_run(run_dir, eval_set, checkpoints, intervals, t_d, transient, max_checkpoints, diverged):
+    """error_entropy.json's content from the per-checkpoint rows and intervals: the fits of the terms
+    against step, the bends, the zero-sum summary, and the settings they were made with."""
     if t_d is None:
         t_d = runfiles.deceleration_step(run_dir)   # from the training loss in log.csv
     steps = np.array([c["step"] for c in checkpoints], dtype=float)
@@ -326,12 +361,73 @@ def analyse_run(run_dir, n_tokens=DEFAULT_TOKENS, context=DEFAULT_CONTEXT, t_d=N
     config = runfiles.load_config(run_dir)
     return {"run_dir": os.path.abspath(run_dir), "eval_set": eval_set, "t_d": t_d,
             "params": config.get("non_embedding_params"), "model": config["model"],
-            "checkpoints": checkpoints, "fits": fits, "bends_at_deceleration": bends(fits),
-            "intervals": intervals, "zero_sum": zero_sum_summary(intervals, t_d),
+            "settings": {"tokens": eval_set["n_tokens"], "context": eval_set["context"], "transient": transient,
+                         "max_checkpoints": max_checkpoints},
+            "checkpoints": checkpoints, "nonfinite_checkpoints": diverged, "fits": fits,
+            "bends_at_deceleration": bends(fits), "intervals": intervals, "zero_sum": zero_sum_summary(intervals, t_d),
             "rules": {"bends": f"a term bends at the deceleration if its 1-break fit is supported and its "
                                f"t_d is within a factor {SAME_STEP:g} of the CE curve's t_d",
                       "concentrated": f"zero-sum learning is concentrated in a group if it carries more than "
                                       f"{CONCENTRATED:.0%} of sum |delta l| after 2 t_d"}}
+
+
+# A rerun never silently destroys a wider analysis: the earlier error_entropy.json is replaced only by one
+# made with the same evaluation set and --transient that covers every checkpoint it analysed (and that is
+# unchanged since: a checkpoint rewritten by train.py --overwrite or a resume makes its row stale).
+
+def earlier_analysis(run_dir):
+    """(path, the earlier error_entropy.json's content, the steps of its rows whose checkpoint is unchanged),
+    or (path, None, []) if there is none. A file of that name that is not one (unreadable, or not written
+    by error_entropy.py) is a UsageError: it is never replaced without --overwrite."""
+    path = os.path.join(run_dir, "error_entropy.json")
+    if not os.path.lexists(path):
+        return path, None, []
+    if not is_run_file(path):
+        raise UsageError(f"{path} is not an analysis error_entropy.py wrote (or it is damaged); move it away, "
+                         f"or pass --overwrite to replace it")
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    by_step = {runfiles.step_of(p): p for p in runfiles.checkpoint_paths(run_dir)}
+    valid = []
+    for row in old.get("checkpoints", []):
+        checkpoint = by_step.get(row.get("step")) if isinstance(row, dict) else None
+        if checkpoint is None:
+            continue
+        if "checkpoint_sha256" in row:
+            unchanged = row["checkpoint_sha256"] == runfiles.checkpoint_fingerprint(checkpoint)
+        else:  # written before fingerprints: valid if the checkpoint is older than the analysis
+            unchanged = os.path.getmtime(checkpoint) <= os.path.getmtime(path)
+        if unchanged:
+            valid.append(row["step"])
+    return path, old, valid
+
+
+def check_earlier_analysis(run_dir, eval_set, steps, transient):
+    """UsageError if this analysis (on eval_set, of the checkpoints `steps`, with `transient`) would
+    replace a valid earlier one it does not cover. Returns a note for the user, or None."""
+    path, old, valid = earlier_analysis(run_dir)
+    if old is None:
+        return None
+    if not valid:
+        return f"replaced {os.path.basename(path)} of an earlier run (its checkpoints are gone or changed since)"
+    before, settings = old.get("eval_set", {}), old.get("settings", {})
+    what = f"{len(valid)} checkpoints on {before.get('n_tokens', 0):,} tokens in windows of {before.get('context')}"
+    flags = f"--tokens={before.get('n_tokens')} --context={before.get('context')}" + (
+        f" --transient={settings['transient']}" if "transient" in settings else "")
+    problem = None
+    if before.get("sha1") != eval_set["sha1"]:
+        problem = (f"it would evaluate other tokens ({eval_set['n_tokens']:,} in windows of {eval_set['context']}: "
+                   f"another --tokens or --context)")
+    elif settings.get("transient", transient) != transient:
+        problem = f"it would fit the terms with --transient={transient}, not {settings['transient']}"
+    elif set(valid) - set(steps):
+        dropped = sorted(set(valid) - set(steps))
+        problem = (f"it would drop checkpoint(s) {', '.join(map(str, dropped[:6]))}{' ...' if len(dropped) > 6 else ''}"
+                   f" (--max_checkpoints)")
+    if problem:
+        raise UsageError(f"{path} holds an analysis of {what} that this rerun would replace: {problem}; rerun "
+                         f"with {flags} and every checkpoint it had, or pass --overwrite to replace it")
+    return None
 
 
 def bends(fits):
@@ -485,14 +581,15 @@ def report_section(run_dirs, fits, out_dir, names=None, n_tokens=DEFAULT_TOKENS,
     summaries = []
     for run_dir, fit, name in zip(run_dirs, fits, names):
         t_d = fit.get("t_d") if fit.get("supported", True) else None  # an unsupported fit has no t_d
-        summary = analyse_run(run_dir, n_tokens, context, t_d=t_d, progress=progress)
+        summary = analyse_run(run_dir, n_tokens, context, t_d=t_d, progress=progress, tokens_flag="--ee_tokens")
         write_json(os.path.join(run_dir, "error_entropy.json"), summary)
-        plot_run(summary, os.path.join(out_dir, f"error_entropy_{name}.png"))
+        write_figure(os.path.join(out_dir, f"error_entropy_{name}.png"), lambda path: plot_run(summary, path))
         summaries.append(summary)
     rows, size_fits = size_table(summaries)
     for row, name in zip(rows, names):
         row["name"] = name
-    plot_sizes(summaries, rows, size_fits, os.path.join(out_dir, "error_entropy_sizes.png"))
+    write_figure(os.path.join(out_dir, "error_entropy_sizes.png"),
+                 lambda path: plot_sizes(summaries, rows, size_fits, path))
     eval_set = summaries[0]["eval_set"]
     lines = ["## The error-entropy lens (see docs/science.md §8)", "",
              f"CE = EE + SA − log C of every checkpoint on one fixed evaluation set: "
@@ -552,15 +649,25 @@ def parse_args(argv):
     p.add_argument("--max_checkpoints", type=int, default=None, help="at most this many, spread over the run")
     p.add_argument("--fig_dir", default=None, help="where the multi-run figure goes (default: the runs' common parent)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier error_entropy.json even if it analysed more checkpoints or other tokens")
     p.add_argument("--json", action="store_true", help="print the per-checkpoint terms as JSON")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    for name in ("tokens", "context", "max_checkpoints", "threads"):
+    for name in ("tokens", "context", "max_checkpoints"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name} must be >= 1, got {value}")
     if args.transient < 0:
         p.error(f"--transient must be >= 0, got {args.transient}")
+    if args.tokens < args.context:
+        p.error(f"--tokens={args.tokens} is less than one window of --context={args.context}; give at least that")
+    if args.fig_dir is not None and len(args.run_dirs) < 2:
+        p.error("--fig_dir is for the figure of several runs; one run's figure goes into its directory")
+    try:
+        check_threads(args.threads)
+    except UsageError as e:
+        p.error(str(e))
     return args
 
 
@@ -570,31 +677,65 @@ def main(argv=None):
     return guarded("error_entropy.py", run_command, sys.argv[1:] if argv is None else argv)
 
 
+def check_outputs(args):
+    """Everything that could stop the command after its work, checked before it: each run's files, its
+    evaluation set and model, the earlier analysis it would replace, where the files go. Returns the
+    figure directory of several runs (or None) and {run_dir: a note for the user}."""
+    notes, token_sets = {}, {}
+    for run_dir in args.run_dirs:
+        config = runfiles.load_config(run_dir)
+        paths = chosen_checkpoints(run_dir, args.max_checkpoints)
+        _, _, eval_set = evaluation_set(run_dir, args.tokens, args.context)
+        block_size = config["model"].get("block_size", args.context)
+        if args.context > block_size:
+            raise UsageError(f"--context={args.context} is longer than {run_dir}'s model can read (its "
+                             f"block_size is {block_size}); use --context={block_size} or less")
+        token_sets.setdefault(eval_set["sha1"], run_dir)
+        if len(token_sets) > 1:   # (size_table would refuse it after all the work)
+            raise UsageError(f"{run_dir} and {next(iter(token_sets.values()))} have different datasets, so their "
+                             f"evaluation sets differ and their terms cannot be compared; give runs of one "
+                             f"dataset, or analyse them one at a time")
+        if config["model"].get("vocab_size", eval_set["vocab_size"]) != eval_set["vocab_size"]:
+            raise UsageError(f"{run_dir}: the model has {config['model']['vocab_size']} classes but its dataset "
+                             f"{eval_set['dataset']} has {eval_set['vocab_size']}; re-run train.py on that dataset")
+        for name in ("error_entropy.json", "error_entropy.png"):
+            _check_writable(os.path.join(run_dir, name))
+        if not args.overwrite:
+            notes[run_dir] = check_earlier_analysis(run_dir, eval_set, [runfiles.step_of(p) for p in paths],
+                                                    args.transient)
+    if len(args.run_dirs) < 2:
+        return None, notes
+    fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
+    if os.path.exists(fig_dir) and not os.path.isdir(fig_dir):
+        raise UsageError(f"--fig_dir={fig_dir} is a file, not a directory; give a directory")
+    check_out_dir(fig_dir, flag="--fig_dir")
+    _check_writable(os.path.join(fig_dir, "error_entropy_sizes.png"))
+    return fig_dir, notes
+
+
+def _check_writable(path):
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UsageError(f"{path} is in the way: error_entropy.py writes a file there, and it is not one "
+                         f"(a directory?); move it away")
+
+
 def run_command(argv):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    for run_dir in args.run_dirs:   # fail before any long computation
-        runfiles.load_config(run_dir)
-        if not runfiles.checkpoint_paths(run_dir):
-            raise UsageError(f"{run_dir}: no checkpoints/step_*.pt yet; let train.py run longer")
-    summaries = []
-    for run_dir in args.run_dirs:
-        summary = analyse_run(run_dir, args.tokens, args.context, transient=args.transient,
-                              max_checkpoints=args.max_checkpoints, progress=not args.no_progress)
-        write_json(os.path.join(run_dir, "error_entropy.json"), summary)
-        plot_run(summary, os.path.join(run_dir, "error_entropy.png"))
-        summaries.append(summary)
-        if not args.json:
-            print(f"{run_dir}: {len(summary['checkpoints'])} checkpoints on {summary['eval_set']['n_tokens']:,} "
-                  f"tokens -> error_entropy.json, error_entropy.png\n  {headline(summary)}")
+    set_threads(args.threads)
+    with contextlib.ExitStack() as locks:
+        for run_dir in {os.path.realpath(r): r for r in args.run_dirs}.values():  # (a directory given twice: once)
+            if os.path.isdir(run_dir):  # (a missing one: load_config says so)
+                locks.enter_context(lock_run_dir(run_dir, tool="error_entropy.py", create=False,
+                                                 fix="analyse a copy of the run"))
+        fig_dir, notes = check_outputs(args)   # fail before any long computation
+        summaries = [analyse_and_write(run_dir, args, notes.get(run_dir)) for run_dir in args.run_dirs]
     if len(summaries) > 1:
         rows, fits = size_table(summaries)
-        fig_dir = args.fig_dir or os.path.commonpath([os.path.abspath(r) for r in args.run_dirs])
         os.makedirs(fig_dir, exist_ok=True)
-        plot_sizes(summaries, rows, fits, os.path.join(fig_dir, "error_entropy_sizes.png"))
+        path = os.path.join(fig_dir, "error_entropy_sizes.png")
+        write_figure(path, lambda target: plot_sizes(summaries, rows, fits, target))
         if not args.json:
-            print(f"across {len(rows)} runs (last checkpoints) -> {os.path.join(fig_dir, 'error_entropy_sizes.png')}")
+            print(f"across {len(rows)} runs (last checkpoints) -> {path}")
             for term in TERMS:
                 fit = fits[term]
                 print(f"  {TERM_LABELS[term]:22s} " + (f"~ N^{-fit['alpha']:.4f}, R^2 = {_number(fit['r2'])}"
@@ -603,6 +744,27 @@ def run_command(argv):
         print(json.dumps(json_safe([{"run_dir": s["run_dir"], "checkpoints": [
             {k: c[k] for k in ("step", "CE", "EE", "SA", "log_C", "neg_log_C", "EE_share")}
             for c in s["checkpoints"]]} for s in summaries]), indent=1))
+
+
+def analyse_and_write(run_dir, args, note):
+    """One run: analysed, error_entropy.json and error_entropy.png written, its lines printed."""
+    summary = analyse_run(run_dir, args.tokens, args.context, transient=args.transient,
+                          max_checkpoints=args.max_checkpoints, progress=not args.no_progress)
+    figure = os.path.join(run_dir, "error_entropy.png")
+    write_together([(figure, render_figure(figure, lambda path: plot_run(summary, path))),   # never one
+                    (os.path.join(run_dir, "error_entropy.json"), json_bytes(summary))])  # without the other
+    notes = [note] if note else []
+    if summary["nonfinite_checkpoints"]:
+        notes.append(f"left out checkpoint(s) {', '.join(map(str, summary['nonfinite_checkpoints']))}: nan or inf "
+                     f"weights (the run diverged)")
+    if not args.json:
+        print(f"{run_dir}: {len(summary['checkpoints'])} checkpoints on {summary['eval_set']['n_tokens']:,} "
+              f"tokens -> error_entropy.json, error_entropy.png\n  {headline(summary)}"
+              + "".join(f"\n  {n}" for n in notes))
+    else:
+        for n in notes:
+            print(f"error_entropy.py: {run_dir}: {n}", file=sys.stderr)
+    return summary
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ the report says so with the numbers.
 import argparse
 import concurrent.futures.process
 import json
+import math
 import os
 import re
 import sys
@@ -112,9 +113,12 @@ NOT_SCIENCE = rundir.RESUMABLE_OVERRIDES - {"max_iters"}
 
 
 def size_config(run_dir, n_layer, n_embd, args):
-    """The train.py config of one size, checked (a bad flag fails before any training)."""
+    """The train.py config of one size, checked (a bad flag fails before any training). A run of this
+    size already in run_dir is reused only if it is the same experiment on the same data (its dataset's
+    fingerprint, checked now, or once the dataset exists: check_reused_data)."""
     config = train.TrainConfig(
-        out_dir=run_dir, dataset=args.dataset, n_probe=args.n_probe, n_layer=n_layer, n_head=max(1, n_embd // 32), n_embd=n_embd,  # heads 32 wide
+        out_dir=run_dir, dataset=train.dataset_path(args.dataset), n_probe=args.n_probe, n_layer=n_layer,
+        n_head=max(1, n_embd // 32), n_embd=n_embd,  # heads 32 wide
         block_size=args.block_size, batch_size=args.batch_size, max_iters=args.max_iters,
         learning_rate=learning_rate_for(n_embd, args), warmup_iters=args.warmup_iters, seed=args.seed,
         device=args.device, progress=False)  # progress: reproduce.py's own display, for every job
@@ -127,14 +131,41 @@ def size_config(run_dir, n_layer, n_embd, args):
         raise UsageError(f"{run_dir} holds checkpoints or records but no config.json, so it cannot "
                                 "be checked or resumed; delete that directory to train this size afresh")
     if os.path.isfile(saved_path):  # a run from an earlier call: reuse it only if it is the same experiment
-        saved = read_run_config(run_dir)["train"]
+        saved_config = read_run_config(run_dir)
+        saved = saved_config["train"]
         for key, value in vars(config).items():
-            if key not in NOT_SCIENCE and saved.get(key) != value:
+            same = (prepare.dataset_dir(str(saved.get(key))) == prepare.dataset_dir(value) if key == "dataset"
+                    else saved.get(key) == value)   # (a relative path of an older run: from here)
+            if key not in NOT_SCIENCE and not same:
                 raise UsageError(f"{run_dir} was trained with {key}={saved.get(key)!r}, this command "
                                         f"asks for {value!r}; use another --out_dir or delete that run")
+        expect_same_data(run_dir, config.dataset, saved_config.get("data_fingerprint"))
         config.resume = rundir.latest_checkpoint(run_dir) is not None
         config.overwrite = not config.resume  # a run that died before its first checkpoint starts afresh
     return config
+
+
+# Runs reused from an earlier call must be of the data this call uses: {data_dir: (fingerprint, run_dir)}
+# for the datasets that did not exist yet when size_config looked (train.py builds stdlib_bpeN on first
+# use); token_entropies checks them once the first size has trained.
+_EXPECTED_DATA = {}
+
+
+def expect_same_data(run_dir, dataset, then):
+    """The reused run trained on the tokens `dataset` holds now (prepare.fingerprint), or a UsageError."""
+    data_dir = prepare.dataset_dir(dataset)
+    if then is None:
+        return  # a run from before fingerprints: train.py warns when it resumes one
+    if not os.path.isfile(os.path.join(data_dir, "meta.json")):
+        _EXPECTED_DATA[os.path.abspath(data_dir)] = (then, run_dir)
+        return
+    try:
+        now = prepare.fingerprint(data_dir)
+    except (prepare.DataError, OSError) as e:
+        raise UsageError(f"{data_dir}: {getattr(e, 'strerror', None) or e}; rebuild it with data/prepare.py") from None
+    if now != then:
+        raise UsageError(f"{run_dir} trained on other tokens than {data_dir} holds now (fingerprint {then}, now "
+                         f"{now}): the dataset was rebuilt; restore it, or use another --out_dir")
 
 
 def record_files(run_dir):
@@ -158,7 +189,8 @@ def read_run_config(run_dir, need=("train",)):
 
 
 def check_flags(args, sizes):
-    """Flags that support.checks.check_config does not see, checked before the first size trains."""
+    """Flags that support.checks.check_config does not see, checked before the first size trains (those that
+    depend on the dataset: now if it exists, else once the first size has built it, token_entropies)."""
     if not args.out_dir.strip():
         raise UsageError("--out_dir is empty; name a directory for the report, e.g. --out_dir=report")
     for path in (args.out_dir, os.path.join(args.out_dir, "runs")):
@@ -183,6 +215,36 @@ def check_flags(args, sizes):
         raise UsageError(f"--transient={args.transient} with --max_iters={args.max_iters} leaves "
                                 f"{len(fitted)} points for the 1-break fit, which needs "
                                 f"{bnsl.MIN_POINTS_PER_PARAM * 5}; lower --transient or raise --max_iters")
+    for key in ("ee_tokens", "block_size", "n_probe", "batch_size"):
+        _DATA_FLAGS[key] = getattr(args, key, None)
+    data_dir = prepare.dataset_dir(train.dataset_path(args.dataset))
+    if os.path.isfile(os.path.join(data_dir, "meta.json")):
+        check_data_for_flags(data_dir)
+
+
+_DATA_FLAGS = {}   # the flags check_data_for_flags needs, as check_flags saw them
+
+
+def check_data_for_flags(data_dir):
+    """The validation split holds what the flags ask of it: the probe and update batch of every size, and
+    the error-entropy lens's --ee_tokens in windows of --block_size (error_entropy.evaluation_set)."""
+    try:
+        _, val, _ = prepare.load_dataset(data_dir)
+    except prepare.DataError as e:
+        raise UsageError(str(e)) from None
+    T, ee_tokens = _DATA_FLAGS.get("block_size"), _DATA_FLAGS.get("ee_tokens")
+    if T is None:
+        return
+    held_out = _DATA_FLAGS["n_probe"] + _DATA_FLAGS["batch_size"]
+    if len(val) - T < held_out:
+        raise UsageError(f"the val split of {data_dir} has {len(val):,} tokens, too few for --n_probe + "
+                         f"--batch_size = {held_out} windows of --block_size={T}; use smaller values or more text")
+    if ee_tokens:
+        windows = math.ceil(ee_tokens / T)
+        if windows > 1 and (len(val) - T - 1) / (windows - 1) < T:
+            most = ((len(val) - T - 1) // T + 1) * T
+            raise UsageError(f"the val split of {data_dir} has {len(val):,} tokens, too few for --ee_tokens="
+                             f"{ee_tokens} in separate windows of --block_size={T}; use --ee_tokens={most} or less")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,14 +253,25 @@ def check_flags(args, sizes):
 def token_entropies(data_dir):
     """(H1, H2) of the training split in nats per token: the unigram entropy H1 = −Σ p(a) log p(a),
     and the bigram conditional entropy H2 = H(next | current) = H(a, b) − H(a). A model that knows
-    only token frequencies reaches H1; one that knows only the previous token, H2."""
-    train_tokens, _, meta = prepare.load_dataset(data_dir)
+    only token frequencies reaches H1; one that knows only the previous token, H2. The dataset is
+    first checked against the flags and the runs reused from an earlier call (size_config), which
+    could not be checked before it existed."""
+    try:
+        train_tokens, _, meta = prepare.load_dataset(data_dir)
+    except prepare.DataError as e:
+        raise UsageError(f"{e}; the runs of this report were trained on it") from None
+    expected = _EXPECTED_DATA.get(os.path.abspath(data_dir))
+    if expected and prepare.fingerprint(data_dir) != expected[0]:
+        raise UsageError(f"{expected[1]} trained on other tokens than {data_dir} holds now (fingerprint "
+                         f"{expected[0]}, now {prepare.fingerprint(data_dir)}); restore it, or use another --out_dir")
+    check_data_for_flags(data_dir)
     V = meta["vocab_size"]
     tokens = np.asarray(train_tokens, dtype=np.int64)
     entropy = lambda counts: float(-(p := counts[counts > 0] / counts.sum()) @ np.log(p))
     unigram = np.bincount(tokens, minlength=V)
-    pairs = np.bincount(tokens[:-1] * V + tokens[1:], minlength=V * V)  # counts of (a, b)
-    first = pairs.reshape(V, V).sum(axis=1)                             # counts of a, as first of a pair
+    # counts of the pairs (a, b) that occur: a V x V table would not fit in memory for a large vocabulary
+    _, pairs = np.unique(tokens[:-1] * V + tokens[1:], return_counts=True)
+    first = np.bincount(tokens[:-1], minlength=V)                       # counts of a, as first of a pair
     return entropy(unigram), entropy(pairs) - entropy(first)
 
 

@@ -43,28 +43,37 @@ Python API (used by the tests and reproduce.py):
     in timescale_plots.py: plot_toy, plot_runs, markdown_table(rows),
                            report_section(run_dirs, fits, out_dir) -> (markdown, dict)
 """
-import argparse
-import csv
 import json
 import math
 import os
 import sys
 
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
+if __name__ == "__main__":  # Ctrl-C while torch loads (a second or more): one line, not a traceback
+    from support.cli import quiet_ctrl_c_while_loading
+    quiet_ctrl_c_while_loading("timescale.py")
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
-if __package__ in (None, ""):  # run as `python experiments/NAME.py`: import from the repository root,
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # as `python -m experiments.NAME` does
-
 import bnsl
+import curves
 from support import runfiles
 from support.cli import OneLineParser, UsageError, guarded
+from support.files import write_figure
 
 ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
 ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
 WINDOW_DECADES = 1.0                   # the fit window: tau >= tau_T / 10^WINDOW_DECADES
 MAX_RELATIVE_ERROR = 0.5               # alpha is "pinned" when alpha_err < 50 % of alpha
+# When the power law does not describe the curve (rules stated before any run was judged by them):
+STRUCTURE_RANGE = 0.02                 # the residuals' systematic part (a cubic in log tau) has an RMS above 2 %
+STRUCTURE_SHARE = 0.5                  #   of the window's range of log L, carries more than half the residual
+NOISE_FLOOR = 1e-3                     #   variance, and the fit misses by more than 0.1 % (RSLE)
+RISE = 0.01                            # the loss ends more than 1 % above its lowest point in the window
+EXPONENTIAL_BETTER = 2.0               # an exponential approach in tau fits with half the power law's RSLE
 PAPER_PYTHIA_ALPHA = {"70M": (0.341, 0.028), "410M": (0.367, 0.013), "2.8B": (0.337, 0.013),
                       "12B": (0.307, 0.016)}
 TOY_DEFAULTS = dict(temperature=1e-3, lr=0.081, steps=2000, vocab=128, width=32, batch=1024, seed=0,
@@ -210,13 +219,18 @@ def box_least_squares(rows, targets, lower, upper):
 
 def fit_for_alpha(alpha, tau, log_loss, L0_max, iterations=50):
     """For fixed alpha, the (c, L0) minimising RSS = sum (log(c u + L0) - log L)^2, u = tau^-alpha,
-    with c >= 0 and 0 <= L0 <= L0_max. Returns (c, L0, RSS).
+    with c >= 0 and 0 <= L0 <= L0_max. Returns (c, L0, RSS)."""
+    return fit_for_shape(tau ** -alpha, log_loss, L0_max, iterations)
+
+
+def fit_for_shape(u, log_loss, L0_max, iterations=50):
+    """The (c, L0) minimising RSS = sum (log(c u + L0) - log L)^2 for a fixed shape u(tau) (a power
+    tau^-alpha, or an exponential), with c >= 0 and 0 <= L0 <= L0_max. Returns (c, L0, RSS).
 
     The model m = c u + L0 is linear in (c, L0) but the residual is in log space, so we use
     Gauss-Newton: around the current model m_hat, log m ~ log m_hat + (m - m_hat) / m_hat, a
     linear least-squares problem in (c, L0) with rows [u / m_hat, 1 / m_hat] and targets
     1 + log L - log m_hat. The first m_hat is the data itself (a relative-error fit)."""
-    u = tau ** -alpha
     lower, upper = np.array([0.0, 0.0]), np.array([np.inf, L0_max])
 
     def rss_of(params):
@@ -311,8 +325,60 @@ def fit_time_power_law(tau, loss):
                         f"is more than {MAX_RELATIVE_ERROR:.0%} of alpha {alpha:.3g})")
     if alpha >= ALPHA_MAX - 1e-6:
         problems.append(f"alpha hit the search limit {ALPHA_MAX:g}")
+    problems += misfit(tau, loss, result)
     result["warning"] = "; ".join(problems) or None
     return result
+
+
+def misfit(tau, loss, fit):
+    """Why c tau^-alpha + L0 does not describe the curve (a list, empty when it does), by the rules above:
+      - the loss rises at the end of the window (a run diverging, a learning rate rising): no decay law;
+      - the floor L0 is stuck at its upper bound, the last loss: the curve flattens faster than any
+        power law with a floor below it;
+      - an exponential approach c e^(-tau/T) + L0 fits with less than 1/EXPONENTIAL_BETTER of its RSLE;
+      - the log residuals r = log L - log(c tau^-alpha + L0) have structure: their least-squares cubic in
+        log tau, r_hat, has RMS > STRUCTURE_RANGE (max log L - min log L) and sum r_hat^2 >
+        STRUCTURE_SHARE sum r^2 (two power laws in turn, a bump; smoothed noise about a good fit has
+        neither the size nor the shape).
+    None of them applies to a fit that misses by less than NOISE_FLOOR (RSLE): that is a description."""
+    problems = []
+    lowest = int(np.argmin(loss))
+    if loss[-1] > (1 + RISE) * loss[lowest]:
+        return [f"the loss rises {100 * (loss[-1] / loss[lowest] - 1):.0f}% from tau {tau[lowest]:.3g} to the end "
+                f"(a diverging run? a rising learning rate?): no decay law describes it"]
+    if fit["rsle"] <= NOISE_FLOOR:
+        return []
+    if fit["c"] > 0 and fit["L0"] >= loss[-1] * (1 - 1e-9):
+        problems.append("the floor L0 is stuck at its bound, the last loss: the curve flattens faster than a "
+                        "power law")
+    exponential = exponential_rsle(tau, loss)
+    if exponential * EXPONENTIAL_BETTER < fit["rsle"]:
+        problems.append(f"an exponential decay in tau fits better (RSLE {exponential:.2g} against {fit['rsle']:.2g}): "
+                        f"this is not a power law, so alpha describes no curve")
+    residual = np.log(loss) - np.log(time_power_law_curve(fit, tau))
+    if len(tau) >= 8 and np.all(np.isfinite(residual)):
+        x = np.log(tau)
+        x = (x - x.mean()) / (x.std() or 1.0)
+        systematic = np.polynomial.polynomial.polyval(x, np.polynomial.polynomial.polyfit(x, residual, 3))
+        rms, spread = math.sqrt(np.mean(systematic ** 2)), np.log(loss).max() - np.log(loss).min()
+        if rms > STRUCTURE_RANGE * spread and systematic @ systematic > STRUCTURE_SHARE * (residual @ residual) \
+                and not any("exponential" in p for p in problems):
+            problems.append(f"the residuals have structure ({100 * rms:.2g}% of the loss, RMS, over a window where "
+                            f"it falls {100 * (1 - math.exp(-spread)):.2g}%): the curve is not one power law in tau "
+                            f"here, so alpha describes no curve")
+    return problems
+
+
+def exponential_rsle(tau, loss, n_scales=61):
+    """The RSLE of the best exponential approach log L = log(c e^(-(tau - tau_0)/T) + L0) (c >= 0,
+    0 <= L0 <= the last loss), over T on a log grid from 1/100 to 100 times the window's span."""
+    tau, log_loss = np.asarray(tau, dtype=float), np.log(np.asarray(loss, dtype=float))
+    span = tau[-1] - tau[0]
+    best = np.inf
+    for T in np.geomspace(span / 100, span * 100, n_scales):
+        u = np.exp(-(tau - tau[0]) / T)               # (shifted by tau_0: no underflow at large tau)
+        best = min(best, fit_for_shape(u, log_loss, loss[-1])[2])
+    return math.sqrt(best / len(tau))
 
 
 def time_power_law_curve(fit, tau):
@@ -363,12 +429,12 @@ def load_log(run_dir):
     """(steps, losses, lrs) from a train.py run directory's log.csv (columns step, loss, lr)."""
     path = os.path.join(run_dir, "log.csv")
     if not os.path.isdir(run_dir):
-        raise UsageError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+        raise UsageError(f"{run_dir}: {'a file, not a run directory' if os.path.exists(run_dir) else 'no such directory'}"
+                         f"; pass the --out_dir of a train.py run")
     if not os.path.isfile(path):
         raise UsageError(f"{run_dir}: no log.csv; pass the --out_dir of a train.py run "
                              "(log.csv is written while it trains)")
-    with open(path, newline="") as file:
-        rows = list(csv.reader(file))
+    path, rows = curves.read_rows(path)   # (not UTF-8, a NUL byte: one line that says so)
     header = [name.strip() for name in rows[0]] if rows else []
     if not {"step", "loss", "lr"} <= set(header):
         raise UsageError(f"{path}: the first row must name 'step', 'loss' and 'lr' columns")
@@ -396,7 +462,7 @@ def load_log(run_dir):
 def checkpoint_logit_scales(run_dir, progress=False):
     """The logit scale on the probe (std of the logits over the vocabulary, mean over the probe's
     tokens) after each checkpoint's update: [(step, scale)], in step order."""
-    probe_x = runfiles.load_probe(run_dir)["x"]
+    probe_x = runfiles.load_probe(run_dir, fix="the logit scale is measured on it")["x"]
     scales = []
     for path in tqdm(runfiles.checkpoint_paths(run_dir), desc="logit scales", leave=False,
                      disable=not progress, file=sys.stderr):
@@ -412,6 +478,11 @@ def analyse_run(run_dir, t_d="fit", name=None, progress=False):
     The curve is prepared as in bnsl.py (log moving average, log subsampling). Windows:
     the last decade of tau (the rule), and from t_d to the end. t_d="fit" asks bnsl.py; give a
     number to reuse a fit (reproduce.py does), or None for no t_d."""
+    return add_logit_scales(fit_log(run_dir, t_d, name), progress)
+
+
+def fit_log(run_dir, t_d="fit", name=None):
+    """analyse_run's fits of the loss curve, from log.csv alone (quick: no checkpoint is read)."""
     steps, losses, lrs = load_log(run_dir)
     tau_after = dynamic_time(lrs)                # tau after update s
     tau_before = tau_after - lrs                 # log.csv's loss at step s is measured before update s
@@ -427,23 +498,31 @@ def analyse_run(run_dir, t_d="fit", name=None, progress=False):
         except bnsl.CurveError:                  # a curve too short for a break: no t_d
             t_d = None
     result = {"name": name or os.path.basename(os.path.normpath(run_dir)), "run_dir": run_dir,
-              "t_d": t_d, "tau_d": None, "steps": steps, "tau": tau, "loss": loss, "fit": fit}
-    result["fit_after_t_d"] = None
-    scales = checkpoint_logit_scales(run_dir, progress)
-    scale_steps = np.array([s for s, _ in scales], dtype=int)
-    scale_tau = tau_after[scale_steps - 1] if len(scales) else np.zeros(0)
-    scale_values = np.array([v for _, v in scales])
-    result.update(scale_steps=scale_steps, scale_tau=scale_tau, logit_scale=scale_values)
-    in_window = scale_tau >= tau[window][0]
-    result["logit_scale_slope"], result["logit_scale_slope_err"] = log_log_slope(
-        scale_tau[in_window], scale_values[in_window])
-    result["logit_scale_slope_before_t_d"] = result["logit_scale_slope_after_t_d"] = None
+              "t_d": t_d, "tau_d": None, "steps": steps, "tau": tau, "loss": loss, "fit": fit,
+              "fit_after_t_d": None, "tau_after": tau_after, "window_tau": tau[window][0]}
     if t_d is not None:
         result["tau_d"] = tau_after[min(int(round(t_d)), len(tau_after)) - 1]
         after = steps >= t_d
         if after.sum() >= 4:
             result["fit_after_t_d"] = fit_time_power_law(tau[after], loss[after])
             result["fit_after_t_d"]["first_step"] = steps[after][0]
+    return result
+
+
+def add_logit_scales(result, progress=False):
+    """The logit scale at every checkpoint (within the log) and its log-log slopes against tau: in the
+    fit window, and before / after t_d."""
+    tau_after, t_d = result["tau_after"], result["t_d"]
+    scales = [(s, v) for s, v in checkpoint_logit_scales(result["run_dir"], progress) if s <= len(tau_after)]
+    scale_steps = np.array([s for s, _ in scales], dtype=int)
+    scale_tau = tau_after[scale_steps - 1] if len(scales) else np.zeros(0)
+    scale_values = np.array([v for _, v in scales])
+    result.update(scale_steps=scale_steps, scale_tau=scale_tau, logit_scale=scale_values)
+    in_window = scale_tau >= result["window_tau"]
+    result["logit_scale_slope"], result["logit_scale_slope_err"] = log_log_slope(
+        scale_tau[in_window], scale_values[in_window])
+    result["logit_scale_slope_before_t_d"] = result["logit_scale_slope_after_t_d"] = None
+    if t_d is not None:
         result["logit_scale_slope_before_t_d"] = log_log_slope(scale_tau[scale_steps <= t_d],
                                                                scale_values[scale_steps <= t_d])
         result["logit_scale_slope_after_t_d"] = log_log_slope(scale_tau[scale_steps >= t_d],
@@ -506,17 +585,19 @@ def toy_main(argv):
     parser.add_argument("--json", action="store_true", help="print the fitted numbers as JSON")
     parser.add_argument("--plot", metavar="FILE.png", default="timescale_toy.png",
                         help="where the figure goes (default timescale_toy.png; 'none' for no figure)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    check_toy_flags(args)
     torch.set_num_threads(1)   # [1024 x 128] tensors: more threads only add synchronisation
     settings = {key: getattr(args, key) for key in ("temperature", "lr", "steps", "vocab", "width",
                                                      "batch", "seed", "optimizer")}
-    toy = train_toy(**settings, progress=True)
+    toy = train_toy(**settings, progress=not args.no_progress)
     fit = fit_toy(toy)
     control = None
     if args.control_temperature:
-        control = train_toy(**{**settings, "temperature": args.control_temperature}, progress=True)
+        control = train_toy(**{**settings, "temperature": args.control_temperature}, progress=not args.no_progress)
     if args.plot != "none":
-        plot_toy(toy, fit, control, args.plot)
+        write_figure(args.plot, lambda path: plot_toy(toy, fit, control, path))
     out = {**toy["settings"], **{key: fit[key] for key in (
         "alpha", "alpha_err", "c", "c_err", "L0", "L0_err", "rsle", "logit_scale_slope",
         "logit_scale_slope_err", "tau_first", "tau_last", "n_points", "warning")},
@@ -541,6 +622,34 @@ def toy_main(argv):
         print(f"  figure: {args.plot}")
 
 
+def check_toy_flags(args):
+    """Every toy flag, before the toy trains (train_toy checks them too, but the control trains second)."""
+    for name in ("temperature", "lr"):
+        value = getattr(args, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"--{name} must be a positive number, got {value}")
+    if not (args.control_temperature >= 0 and math.isfinite(args.control_temperature)):
+        raise UsageError(f"--control_temperature must be a positive number, or 0 for no control, got "
+                         f"{args.control_temperature}")
+    for name in ("steps", "vocab", "width", "batch"):
+        if getattr(args, name) < 2:
+            raise UsageError(f"--{name} must be at least 2, got {getattr(args, name)}")
+    if args.steps < 20:
+        raise UsageError(f"--steps={args.steps} leaves too few points for the fit over the last decade of tau; "
+                         f"give at least 20")
+    if not 0 <= args.seed < 2 ** 63:
+        raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
+    if args.plot != "none":
+        check_plot(args.plot)
+
+
+def check_plot(path, inputs=()):
+    """--plot names a file a figure can be written to (bnsl.check_figure_path), and nothing else's."""
+    bnsl.check_figure_path(path, inputs)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UsageError(f"--plot={path} is not a regular file (a device? a pipe?); give a figure file name")
+
+
 def runs_main(argv):
     from experiments.timescale_plots import markdown_table, plot_runs   # (only here: timescale_plots.py imports this file)
     parser = OneLineParser(prog="timescale.py", allow_abbrev=False,
@@ -549,12 +658,16 @@ def runs_main(argv):
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py run directories")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="save the figure (loss and logit scale vs tau)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    for run_dir in args.run_dirs:              # fail before any long computation
-        load_log(run_dir)
-    results = [analyse_run(run_dir, progress=True) for run_dir in args.run_dirs]
+    if args.plot is not None:
+        check_plot(args.plot, args.run_dirs)
+    results = [fit_log(run_dir) for run_dir in args.run_dirs]   # fail before any long computation
+    for run_dir in args.run_dirs:
+        runfiles.load_probe(run_dir, fix="the logit scale is measured on it")
+    results = [add_logit_scales(result, progress=not args.no_progress) for result in results]
     if args.plot:
-        plot_runs(results, args.plot)
+        write_figure(args.plot, lambda path: plot_runs(results, path))
     rows = [summary_row(r) for r in results]
     if args.json:
         print(json.dumps(as_json(rows), indent=1))

@@ -6,9 +6,12 @@ that names the flag and the fix.
     check_config(c)                          every flag of a train.TrainConfig
     pick_device(name)                        auto -> cuda > mps > cpu; a named device must exist
     check_data_sizes(c, train, val, where)   the splits hold the windows the run will draw
+    check_threads(n, flag), set_threads(n)   a thread count torch can start (--threads=100000 crashes it)
+    check_schedule(c), schedule_warning(c)   a warm-up that never ends, or leaves little of the run after it
 """
 import dataclasses
 import math
+import os
 import re
 
 import torch
@@ -38,7 +41,17 @@ def check_config(c):
     for key, allowed in CHOICES.items():
         if getattr(c, key) not in allowed:
             raise UsageError(f"--{key} must be one of {', '.join(allowed)}, got {getattr(c, key)!r}")
+    if not c.resume:  # (a resume's schedule is the saved run's: prepare_run_dir checks it)
+        check_schedule(c)
     check_optimizer_and_system(c)
+
+
+def check_schedule(c):
+    """The warm-up must end before the run does: lr_at reaches the peak at step warmup_iters + 1, so
+    with warmup_iters >= max_iters the run would never train at --learning_rate (nor decay from it)."""
+    if c.warmup_iters >= c.max_iters:
+        raise UsageError(f"--warmup_iters={c.warmup_iters} is not below --max_iters={c.max_iters}: the learning "
+                         f"rate would never reach --learning_rate; use a shorter --warmup_iters or more --max_iters")
 
 
 def check_optimizer_and_system(c):
@@ -67,6 +80,38 @@ def check_optimizer_and_system(c):
                              f"{getattr(type(c), key)}")
     if c.resume and c.overwrite:
         raise UsageError("--resume continues the run in out_dir and --overwrite deletes it; give only one")
+    check_threads(c.threads, allow_zero=True)
+
+
+def max_threads():
+    """The most CPU threads a tool lets torch start: 4 per core (far more only slows down, and near
+    100 000 torch crashes without a word)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_threads(threads, flag="--threads", allow_zero=False):
+    """threads between 1 (0 with allow_zero: torch's choice) and max_threads(); else a UsageError."""
+    low = 0 if allow_zero else 1
+    if threads is not None and not low <= threads <= max_threads():
+        raise UsageError(f"{flag} must be between {low} and {max_threads()} (4 per CPU core), got {threads}"
+                         + ("; 0 lets torch choose" if allow_zero else "; leave it out to let torch choose"))
+
+
+def set_threads(threads):
+    """torch's CPU threads for this process: threads if given (checked), else torch's own choice."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def schedule_warning(c):
+    """A warning (one line) when the warm-up takes more than half the run: the learning rate then stays
+    at its peak, or decays, over only what is left. None otherwise."""
+    if c.warmup_iters * 2 <= c.max_iters:
+        return None
+    after = c.max_iters - c.warmup_iters
+    phase = "stays at --learning_rate" if c.lr_schedule == "constant" else f"decays ({c.lr_schedule})"
+    return (f"warning: the warm-up takes {c.warmup_iters} of the {c.max_iters} steps, so the learning rate "
+            f"{phase} for only the last {after}; a shorter --warmup_iters or more --max_iters leaves more")
 
 
 def pick_device(name):

@@ -1,10 +1,12 @@
 """
 One run per directory: nothing lost, nothing mixed. The guards train.py puts around its run directory.
 
-    lock_run_dir(out_dir)        one writer at a time: an exclusive flock on out_dir/.lock (POSIX), which
-                                 the OS drops when the process ends, even on kill -9
-    run_files(out_dir)           exactly the files of a run (train.py's, and zsl.py's results on it);
-                                 a file of the user's that only carries such a name is never one of them
+    lock_run_dir(out_dir, tool)  one writer at a time: an exclusive flock on out_dir/.lock (POSIX), which
+                                 the OS drops when the process ends, even on kill -9; train.py, zsl.py and
+                                 error_entropy.py take it while they write into a run directory
+    run_files(out_dir)           exactly the files of a run (train.py's, and zsl.py's and error_entropy.py's
+                                 results on it), known by their content: a file of the user's that only
+                                 carries such a name (a zslide.png, a config.json of an editor) is never one
     check_out_dir, refuse_to_mix a fresh start never lands on an old run (unless --overwrite) nor replaces
                                  a file the user wrote
     clear_old_run(out_dir)       --overwrite: delete the old run's files, and only those
@@ -23,11 +25,13 @@ import json
 import os
 import re
 import sys
+import zipfile
 
 import torch
 
-from support.checks import check_config
+from support.checks import check_config, check_schedule
 from support.cli import UsageError
+from support.files import is_our_figure, png_tag
 
 try:
     import fcntl  # the run directory's lock (POSIX); on Windows runs are not locked
@@ -36,68 +40,138 @@ except ImportError:
 
 
 
-LOCK_NAME = ".lock"  # held (flock) by the train.py writing the run; the OS releases it when the process ends
-# every file of a run that train.py, bnsl.py or zsl.py reads or writes (with atomic_write's temporaries):
-# --overwrite deletes exactly these, and any of them means "out_dir holds a run"
-RUN_FILES = {".": r"(config\.json|log\.csv|eval\.csv|probe\.npz|\.?zsl[\w.-]*\.(json|png))", "records": r"step_\d+\.npz",
-             "checkpoints": r"step_\d+\.pt"}
+LOCK_NAME = ".lock"  # held (flock) by the program writing the run; the OS releases it when the process ends
+TRAIN_FILES = ("config.json", "log.csv", "eval.csv", "probe.npz")          # what train.py writes at the top of a run
+RESULT_FILES = ("zsl.json", "error_entropy.json")              # what the analyses add beside them
+# figures zsl.py and error_entropy.py wrote before figures were tagged (support/files.py): known by name
+UNTAGGED_FIGURES = ("zsl_loss.png", "zsl_grad.png", "zsl_hist.png", "zsl_null.png", "zsl_n.png", "error_entropy.png")
+STEP_FILES = {"records": r"step_\d+\.npz", "checkpoints": r"step_\d+\.pt"}  # train.py's own folders
+TEMPORARY = r"(?P<name>.+?)\.tmp\d+(?P<extension>\.png)?"   # support/files.py's temporaries
 
 
-def written_by_train(path):
-    """config.json and log.csv are common names: only train.py's own (by content) belong to a run."""
+def _json_keys(path):
     try:
-        if os.path.basename(path) == "config.json":
-            with open(path, encoding="utf-8") as f:
-                return {"train", "model"} <= set(json.load(f))
-        if os.path.basename(path) in ("log.csv", "eval.csv"):
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except (OSError, ValueError):
+        return set()
+    return set(content) if isinstance(content, dict) else set()
+
+
+def is_run_file(path):
+    """Whether a file at the top of a run directory is one of the run's, by its content: train.py's
+    config.json (train and model sections), log.csv (a step,loss header), probe.npz (arrays x and y),
+    zsl.py's zsl.json, error_entropy.py's error_entropy.json, a figure tagged with its own name (or one
+    of the untagged figures older versions wrote), and the temporaries of their atomic writes."""
+    name = os.path.basename(path)
+    temporary = re.fullmatch(TEMPORARY, name)
+    if temporary:  # half written when a process died: its content says nothing
+        base = temporary["name"] + (temporary["extension"] or "")
+        return base in TRAIN_FILES + RESULT_FILES or base.endswith(".png")
+    try:
+        if name == "config.json":
+            return {"train", "model"} <= _json_keys(path)
+        if name in ("log.csv", "eval.csv"):
             with open(path, encoding="utf-8") as f:
                 return f.readline().startswith("step,loss,lr,")
-    except (OSError, ValueError, TypeError):
+        if name == "probe.npz":
+            with zipfile.ZipFile(path) as archive:
+                return {"x.npy", "y.npy"} <= set(archive.namelist())
+    except (OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile):
         return False
-    return True
+    if name == "zsl.json":
+        return "loss_interference" in _json_keys(path)
+    if name == "error_entropy.json":
+        return {"eval_set", "checkpoints"} <= _json_keys(path)
+    if name.endswith(".png"):
+        return is_our_figure(path) or (name in UNTAGGED_FIGURES and png_tag(path) is None and _is_png(path))
+    return False
+
+
+def _is_png(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 def run_files(out_dir, ours=True):
-    """Paths of the run's files in out_dir, checkpoints first and config.json last; never the user's own
-    files (with ours=False: the user's files that carry a run file's name)."""
+    """Paths of the run's files in out_dir, checkpoints first and config.json last (is_run_file). With
+    ours=False: the user's files that carry the name of a file train.py writes (it would replace them)."""
     found = []
-    for folder in ("checkpoints", "records", "."):
+    for folder, pattern in STEP_FILES.items():
         path = os.path.join(out_dir, folder)
         names = sorted(os.listdir(path)) if os.path.isdir(path) else []
-        found += [os.path.join(path, n) for n in names if re.fullmatch(RUN_FILES[folder] + r"(\.tmp\d*)?", n)
-                  and written_by_train(os.path.join(path, n)) == ours]
+        found += [os.path.join(path, n) for n in names if re.fullmatch(pattern + r"(\.tmp\d*)?", n) and ours]
+    names = sorted(n for n in os.listdir(out_dir) if os.path.isfile(os.path.join(out_dir, n))) \
+        if os.path.isdir(out_dir) else []
+    for name in names:
+        path = os.path.join(out_dir, name)
+        if ours and is_run_file(path):
+            found.append(path)
+        elif not ours and name in TRAIN_FILES and not is_run_file(path):
+            found.append(path)
     return sorted(found, key=lambda p: p.endswith("config.json"))
 
 
-def check_out_dir(out_dir):
-    """out_dir must be a directory, or creatable as one (nothing is created here)."""
+def check_out_dir(out_dir, flag="--out_dir"):
+    """out_dir must be a directory, or creatable as one (nothing is created here); flag: its name."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UsageError(f"--out_dir {out_dir!r} is a file, not a directory; pick another --out_dir")
+        raise UsageError(f"{flag} {out_dir!r} is a file, not a directory; pick another {flag}")
     parent = os.path.dirname(os.path.abspath(out_dir))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot create --out_dir {out_dir!r}: {parent!r} is "
-                          f"{'a file' if not os.path.isdir(parent) else 'not writable'}; pick another --out_dir")
+        raise UsageError(f"cannot create {flag} {out_dir!r}: {parent!r} is "
+                          f"{'a file' if not os.path.isdir(parent) else 'not writable'}; pick another {flag}")
 
 
-def lock_run_dir(out_dir):
-    """Create out_dir if needed and hold an exclusive lock on out_dir/.lock; returns the open lock file
-    (closing it releases the lock). The OS drops a flock when its process ends, even on kill -9, so a
-    crash never leaves the directory locked."""
+def lock_run_dir(out_dir, tool="train.py", create=True, fix="pick another --out_dir"):
+    """Hold an exclusive lock on out_dir/.lock (creating out_dir first if `create`); returns the open lock
+    file (closing it releases the lock). The OS drops a flock when its process ends, even on kill -9, so a
+    crash never leaves the directory locked. Held by another program: a UsageError naming it, and `fix`."""
     try:
-        os.makedirs(out_dir, exist_ok=True)
+        if create:
+            os.makedirs(out_dir, exist_ok=True)
         lock = open(os.path.join(out_dir, LOCK_NAME), "a")
     except OSError as e:
-        raise UsageError(f"cannot create --out_dir {out_dir!r} ({e.strerror}); pick another --out_dir")
+        raise UsageError(f"cannot create --out_dir {out_dir!r} ({e.strerror}); pick another --out_dir" if create else
+                         f"cannot lock {out_dir!r} to write into it ({e.strerror}); copy the run to a directory "
+                         f"you can write to")
     if fcntl is not None:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = lock_holder(lock, tool)
             lock.close()
-            raise UsageError(f"{out_dir!r} is in use by another train.py; wait for it to finish, "
-                              f"or pick another --out_dir")
+            raise UsageError(f"{out_dir!r} is in use by another {holder}; wait for it to finish, or {fix}")
     return lock
+
+
+TOOLS = ("train.py", "zsl.py", "error_entropy.py", "reproduce.py")
+
+
+def lock_holder(lock, tool):
+    """Which program holds the flock on the open file `lock`, as "zsl.py (pid 123)", from /proc/locks
+    (Linux); the same process: `tool` (another of its run directories' writers); unknown: a list."""
+    unknown = "program (" + ", ".join(TOOLS[:-1]) + " or " + TOOLS[-1] + ")"
+    try:
+        inode = os.fstat(lock.fileno()).st_ino
+        with open("/proc/locks") as f:
+            pids = [int(fields[4]) for fields in map(str.split, f) if len(fields) > 5 and fields[1] == "FLOCK"
+                    and fields[5].rsplit(":", 1)[-1] == str(inode)]
+        if not pids:
+            return unknown
+        if pids[0] == os.getpid():
+            return tool
+        with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+            words = [os.path.basename(w) for w in f.read().decode(errors="replace").split("\0")]
+    except (OSError, ValueError, IndexError):
+        return unknown
+    modules = {f"experiments.{name[:-3]}": name for name in TOOLS}   # python -m experiments.zsl ...
+    names = [modules.get(w, w) for w in words if w in TOOLS or w in modules]
+    return f"{names[0]} (pid {pids[0]})" if names else f"program (pid {pids[0]})"
 
 
 def refuse_to_mix(c):
@@ -123,7 +197,8 @@ def clear_old_run(out_dir):
     kept = sorted(set(os.listdir(out_dir)) - {"records", "checkpoints", LOCK_NAME})
     if old:
         print(f"--overwrite: deleted the old run in {out_dir} ({len(old)} files)"
-              + (f"; kept {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} (not written by train.py or zsl.py)"
+              + (f"; kept {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} (not written by train.py, zsl.py "
+                 f"or error_entropy.py)"
                  if kept else ""))
 
 
@@ -203,7 +278,14 @@ def load_newest_checkpoint(out_dir):
 # --resume: the saved flags come back
 
 # keys that may differ from the saved run when resuming (everything else must match)
-RESUMABLE_OVERRIDES = {"max_iters", "device", "compile", "progress", "resume", "out_dir", "overwrite"}
+RESUMABLE_OVERRIDES = {"max_iters", "device", "compile", "progress", "resume", "out_dir", "overwrite", "threads"}
+
+
+def _same_setting(key, value, saved):
+    """A dataset path is the same whether written relative (as older runs stored it) or absolute."""
+    if key == "dataset" and (os.sep in value or os.sep in saved):
+        return os.path.abspath(value) == os.path.abspath(saved)
+    return value == saved
 
 
 def prepare_run_dir(c, given):
@@ -221,7 +303,7 @@ def prepare_run_dir(c, given):
         raise UsageError(f"the checkpoint of step {ckpt['step']} was written by another version of train.py "
                          f"({e}); resume it with that version or start afresh with --overwrite")
     for key in given - RESUMABLE_OVERRIDES:
-        if getattr(c, key) != getattr(saved, key):
+        if not _same_setting(key, getattr(c, key), getattr(saved, key)):
             raise UsageError(f"cannot change --{key} when resuming (the run used {getattr(saved, key)!r})")
     for key in given & RESUMABLE_OVERRIDES:
         setattr(saved, key, getattr(c, key))
@@ -229,6 +311,7 @@ def prepare_run_dir(c, given):
     saved.resume, saved.overwrite = True, False  # (the run may have been started with --overwrite)
     if saved.max_iters < ckpt["step"]:
         raise UsageError(f"--max_iters={saved.max_iters} is below the checkpoint's step {ckpt['step']}")
+    check_schedule(saved)
     planned = ckpt["train_config"]["max_iters"]
     if saved.max_iters != planned and saved.lr_schedule != "constant":
         # a decay is laid out over max_iters: another max_iters would change the LR of every remaining step

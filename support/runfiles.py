@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import sys
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ import torch
 from data import prepare
 from support.cli import UsageError
 from model import GPT, GPTConfig
+from token_grads import default_subset_sizes, nested_subsets
 
 
 
@@ -47,7 +49,8 @@ def _step_files(folder, extension):
 
 def load_config(run_dir):
     if not os.path.isdir(run_dir):
-        raise UsageError(f"{run_dir}: no such directory; pass the --out_dir of a train.py run")
+        raise UsageError(f"{run_dir}: {'a file, not a run directory' if os.path.exists(run_dir) else 'no such directory'}"
+                         f"; pass the --out_dir of a train.py run")
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
         raise UsageError(f"{run_dir}: not a train.py run directory (no config.json); "
@@ -105,11 +108,12 @@ def finite_record(record):
     return all(np.all(np.isfinite(record[key])) for key in RECORD_KEYS)
 
 
-def load_probe(run_dir):
+def load_probe(run_dir, fix="or pass --no_grad to analyse the records only"):
+    """The run's probe.npz as long tensors; `fix`: what the calling tool can do without it."""
     path = os.path.join(run_dir, "probe.npz")
     if not os.path.isfile(path):
         raise UsageError(f"{run_dir}: no probe.npz; it is written by train.py at the start of a run "
-                       "(or pass --no_grad to analyse the records only)")
+                       f"({fix})")
     probe = _load_npz(path, ("x", "y", "update_x", "update_y"))
     return {k: torch.from_numpy(v).long() for k, v in probe.items()}
 
@@ -128,6 +132,38 @@ def load_checkpoint(path):
         raise UsageError(f"{path}: unusable checkpoint ({type(e).__name__}: {e}); "
                        "delete it or re-run train.py") from None
     return model.eval(), ckpt
+
+
+_WARNED = set()
+
+
+def run_dataset(run_dir, need="its dataset"):
+    """(data_dir, train tokens, val tokens, meta) of the dataset the run trained on, checked to be the
+    same tokens: its fingerprint (prepare.fingerprint) must be the one train.py stored in config.json, so a
+    dataset rebuilt from other text since is refused, not silently analysed. A relative dataset path is
+    taken from the current directory (train.py stores it absolute; older runs may not). `need` says
+    what the dataset is needed for, in the messages. Raises UsageError."""
+    config = load_config(run_dir)
+    dataset = config["train"].get("dataset")
+    if not dataset:
+        raise UsageError(f"{run_dir}: config.json names no dataset, which {need} needs; re-run train.py")
+    data_dir = prepare.dataset_dir(dataset)
+    where = (f" (config.json gives the relative path {dataset!r}, taken from the current directory: run this "
+             f"where train.py ran)" if os.sep in dataset and not os.path.isabs(dataset) else "")
+    try:
+        train, val, meta = prepare.load_dataset(data_dir)
+        now = prepare.fingerprint(data_dir)
+    except prepare.DataError as e:
+        raise UsageError(f"{run_dir}: {need} is needed: {e}{where}") from None
+    then = config.get("data_fingerprint")
+    if then is None and os.path.abspath(run_dir) not in _WARNED:
+        _WARNED.add(os.path.abspath(run_dir))  # (once per run, however often its data is read)
+        print(f"warning: {run_dir} predates dataset fingerprints; cannot check that {data_dir} holds the "
+              f"tokens it trained on", file=sys.stderr)
+    elif then != now:
+        raise UsageError(f"{run_dir}: the dataset {data_dir} changed since the run trained on it (fingerprint "
+                         f"{then}, now {now}){where}; restore that data, or retrain the run on the new data")
+    return data_dir, train, val, meta
 
 
 def nonfinite_record_steps(run_dir):
@@ -186,16 +222,8 @@ def extended_probe(run_dir, probe, n_sequences):
     """
     config = load_config(run_dir)
     T, n_probe = probe["x"].shape[1], probe["x"].shape[0]
-    dataset = config["train"].get("dataset")
-    if not dataset:
-        raise UsageError(f"{run_dir}: config.json names no dataset, so no probe beyond the recorded "
-                       f"{n_probe * T} tokens; lower --probe_tokens or re-run train.py with a larger --n_probe")
-    data_dir = prepare.dataset_dir(dataset)
-    try:
-        _, val, _ = prepare.load_dataset(data_dir)
-    except prepare.DataError as e:
-        raise UsageError(f"{run_dir}: its dataset is needed for a probe beyond the recorded {n_probe * T} "
-                       f"tokens: {e}") from None
+    data_dir, _, val, _ = run_dataset(run_dir, need=f"its dataset (for a probe beyond the recorded {n_probe * T} "
+                                                    f"tokens; or lower --probe_tokens)")
     # where train.fixed_heldout_sets took the probe and the update batch from
     used = np.linspace(0, len(val) - T - 1, n_probe + config["train"]["batch_size"]).astype(np.int64)
     recorded_x, _ = prepare.windows(val, used[:n_probe], T)
@@ -292,13 +320,26 @@ def checkpoint_fingerprint(path):
     return digest.hexdigest()
 
 
+SETTING_FLAGS = ("--probe_tokens", "--no_update", "--n_signs", "--subsets")
+
+
 def _row_settings(row):
-    return row.get("n_tokens"), "update" in row
+    """(probe tokens, update link, sign patterns K, the N of D against N) a gradient row was made with;
+    None where a row of an older zsl.py does not say."""
+    by_n = row.get("by_n")
+    return (row.get("n_tokens"), "update" in row, row.get("n_signs"),
+            tuple(r["n_tokens"] for r in by_n) if by_n else None)
+
+
+def _same_settings(old, new):
+    return all(a is None or b is None or a == b for a, b in zip(old, new))
 
 
 def _describe(settings):
-    n_tokens, update = settings
-    return f"{n_tokens} probe tokens, {'with' if update else 'without (--no_update)'} the update link"
+    n_tokens, update, n_signs, sizes = settings
+    return (f"{n_tokens} probe tokens, {'with' if update else 'without (--no_update)'} the update link"
+            + (f", {n_signs} sign patterns" if n_signs is not None else "")
+            + (f", D against N at N = {', '.join(map(str, sizes))}" if sizes else ""))
 
 
 def previous_gradient_rows(run_dir, settings=None):
@@ -329,12 +370,12 @@ def previous_gradient_rows(run_dir, settings=None):
         else:
             stale.append(step)
     if settings is not None:
-        other = {_row_settings(row) for row in kept} - {settings}
+        other = [_row_settings(row) for row in kept if not _same_settings(_row_settings(row), settings)]
         if other:
-            raise UsageError(f"{path} holds gradient results over {_describe(other.pop())}; this analysis "
+            raise UsageError(f"{path} holds gradient results over {_describe(other[0])}; this analysis "
                            f"would use {_describe(settings)} and cannot be mixed with them: rerun with "
-                           "the same --probe_tokens / --no_update to add to them, or move zsl.json away "
-                           "to start a new analysis")
+                           f"the same {' / '.join(SETTING_FLAGS)} to add to them, or pass --overwrite to "
+                           "replace them")
     return kept, stale
 
 
@@ -350,8 +391,9 @@ def merge_gradient_rows(new_rows, kept_rows):
 # ---------------------------------------------------------------------------------------------
 
 def check_run_dir(run_dir, need_probe, probe_tokens=None, update=True, steps=None,
-                  max_checkpoints=None):
-    """Fail early, with a fix, on anything that would stop the analysis half-way."""
+                  max_checkpoints=None, n_signs=None, subset_sizes=None, overwrite=False):
+    """Fail early, with a fix, on anything that would stop the analysis half-way, or mix its gradient rows
+    with those of an earlier zsl.json made otherwise (unless overwrite: they are replaced)."""
     load_config(run_dir)
     if not record_paths(run_dir) and not checkpoint_paths(run_dir):
         raise UsageError(f"{run_dir}: no records/step_*.npz and no checkpoints/step_*.pt yet; "
@@ -366,4 +408,8 @@ def check_run_dir(run_dir, need_probe, probe_tokens=None, update=True, steps=Non
                 raise UsageError(f"{path}: nan or inf weights (the run diverged); analyse the "
                                f"checkpoints before it with --steps={','.join(map(str, finite)) or 'N'}"
                                " or the records only with --no_grad")
-        previous_gradient_rows(run_dir, settings=(x.shape[0] * n_positions, update))
+        n_tokens = x.shape[0] * n_positions
+        sizes = nested_subsets(x.shape[0], n_positions, default_subset_sizes(n_tokens) if subset_sizes is None
+                               else subset_sizes)[1]   # the N of D against N, as gradient_interference makes them
+        if not overwrite:
+            previous_gradient_rows(run_dir, settings=(n_tokens, update, n_signs, tuple(sizes)))

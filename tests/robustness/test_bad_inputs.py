@@ -257,7 +257,8 @@ def test_zsl_ignores_a_stray_step_file(tiny_run, tmp_path):
 
 # ---------------------------------------------------------------- reproduce.py
 
-SMALL = ["--sizes=1x16,1x32", "--max_iters=64", "--block_size=16", "--batch_size=4", "--probe_tokens=32"]
+SMALL = ["--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16", "--batch_size=4",
+         "--probe_tokens=32"]
 
 
 def size_dir(out, name="1x16"):
@@ -325,7 +326,8 @@ def test_reproduce_bad_input(case, tiny_run, tmp_path, capsys, monkeypatch):
 def reproduce_args(**changes):
     """What reproduce.main's parser gives size_config for SMALL (and changes)."""
     return argparse.Namespace(**{**reproduce.DEFAULTS, "lr_scaling": "width", "device": "auto",
-                                 "max_iters": 64, "block_size": 16, "batch_size": 4, "probe_tokens": 32,
+                                 "max_iters": 64, "warmup_iters": 8, "block_size": 16, "batch_size": 4,
+                                 "probe_tokens": 32,
                                  **changes})
 
 

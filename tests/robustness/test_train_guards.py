@@ -20,6 +20,7 @@ import torch
 
 import train
 from support import rundir
+from support.files import tag_png
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data import prepare
@@ -27,6 +28,8 @@ from data import prepare
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=8", "--n_probe=4",
         "--warmup_iters=2", "--progress=false"]
 TEXT = "def greet(name):\n    return f'hello, {name}'\n\n" * 300
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00:~\x9bU"
+       b"\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00\x00IEND\xaeB`\x82")  # 1x1 grey
 
 
 @pytest.fixture(scope="module")
@@ -295,8 +298,10 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(run, capsys):
 
 def test_overwrite_leaves_nothing_of_the_old_run(run, capsys):
     run_dir, data_dir = run
-    for name in ("zsl.json", "zsl_loss.png", "notes.txt"):  # what zsl.py wrote, and a file of the user's
-        write(os.path.join(run_dir, name), "old")
+    # what zsl.py wrote (known by content: zsl.json's keys, the figure's tag), and files of the user's
+    write(os.path.join(run_dir, "zsl.json"), json.dumps({"loss_interference": [], "gradient_interference": []}))
+    write(os.path.join(run_dir, "zsl_loss.png"), tag_png(PNG, "zsl_loss.png"))
+    write(os.path.join(run_dir, "notes.txt"), "old")
     assert train_main(*TINY, f"--dataset={data_dir}", f"--out_dir={run_dir}", "--max_iters=3", "--overwrite") is None
     assert "kept notes.txt" in capsys.readouterr().out
     assert saved_steps(run_dir) == [1, 2, 3]
@@ -422,6 +427,6 @@ def test_a_users_own_config_json_is_never_replaced(dataset, tmp_path):
     write(str(project / "config.json"), '{"editor": "vim"}')
     write(str(project / "log.csv"), "date,entry\n")
     for extra in ([], ["--overwrite"]):
-        message = train_main(*TINY, f"--dataset={dataset}", f"--out_dir={project}", "--max_iters=2", *extra)
+        message = train_main(*TINY, f"--dataset={dataset}", f"--out_dir={project}", "--max_iters=3", *extra)
         assert "which train.py did not write" in message and "pick another --out_dir" in message
     assert open(project / "config.json").read() == '{"editor": "vim"}'
