@@ -267,7 +267,7 @@ def test_tiny_end_to_end_report_on_a_bpe_dataset(tmp_path):
     out = tmp_path / "report"
     args = [f"--dataset={tmp_path / 'tiny_bpe300'}", "--sizes=1x16,1x32", "--max_iters=300", "--warmup_iters=8",
             "--block_size=16", "--batch_size=8", "--n_probe=8", "--probe_tokens=32", "--learning_rate=1e-2", "--ee_tokens=1024",
-            f"--out_dir={out}"]
+            "--seed=1337", "--transient=-1", f"--out_dir={out}"]
     result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), *args],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -278,3 +278,18 @@ def test_tiny_end_to_end_report_on_a_bpe_dataset(tmp_path):
     assert "fit-window rule" in report and "tiny_bpe300" in report
     for size in summary["sizes"]:
         assert size["fit_start"] > 1 and size["octaves"]  # the rule picked a start; D with Δt = t was measured
+
+
+def test_the_gpu_preset_runs_at_tiny_size_on_the_cpu(tmp_path):
+    """config/reproduce_gpu.txt (argparse's @file: one flag per line) with its sizes, steps and device
+    overridden by later flags, so that every flag it sets is still accepted (it cannot rot)."""
+    preset = os.path.join(ROOT, "config", "reproduce_gpu.txt")
+    with open(preset) as f:
+        flags = [line.strip() for line in f if line.strip()]
+    assert {"--device=cuda", "--dataset=stdlib_bpe2048"} <= set(flags)
+    result = run_reproduce(f"@{preset}", *TINY, "--device=cpu", "--seed=1337", "--jobs=1", f"--out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(tmp_path, "summary.json")) as f:
+        args = json.load(f)["args"]
+    assert args["n_probe"] == 32 and args["learning_rate"] == 3e-3  # from the preset
+    assert args["max_iters"] == 64 and args["device"] == "cpu"      # overridden after it
