@@ -35,6 +35,7 @@ import os
 import queue as queue_module
 import signal
 import sys
+import threading
 import time
 
 from tqdm import tqdm
@@ -96,6 +97,14 @@ def _start_worker(progress_queue, threads):
     if threads:
         import torch
         torch.set_num_threads(threads)
+    parent = os.getppid()
+
+    def end_with_parent():  # a main process killed outright (kill -9, a crash) cannot stop its workers: they
+        while os.getppid() == parent:  # notice it here and end too, instead of training on for nobody
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=end_with_parent, daemon=True).start()
     progress_queue.put(("pid", os.getpid()))
 
 

@@ -65,3 +65,45 @@ def test_progress_weighs_phases_by_their_work_and_leaves_out_what_was_done_befor
     progress.update("a", "analyse", 1, 4)               # resumed at 1 of 4: 3/4 of its work is left
     assert progress.work[("a", "analyse")] == pytest.approx(0.75)
     progress.close()
+
+
+POOL_SCRIPT = """
+import os, sys, time
+sys.path[:0] = [{root!r}, {here!r}]
+from support import job_pool
+import sleepy
+jobs = [job_pool.Job(f"sleep {{k}}", sleepy.sleep_job, ({pids!r},), [("sleep", 1.0)]) for k in range(2)]
+job_pool.run_jobs(jobs, workers=2, threads=1, stream=open(os.devnull, "w"))
+"""
+
+
+def test_workers_end_when_their_main_process_is_killed(tmp_path):
+    """kill -9 of reproduce.py's main process cannot stop its workers (they have their own process
+    group): each must notice its parent is gone and end by itself, not train on for nobody."""
+    import os, signal, subprocess, sys, time
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    (tmp_path / "sleepy.py").write_text(
+        "import os, time\n"
+        "def sleep_job(pids, report):\n"
+        "    with open(pids, 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "    time.sleep(120)\n")
+    pids = tmp_path / "pids.txt"
+    script = POOL_SCRIPT.format(root=root, here=str(tmp_path), pids=str(pids))
+    main = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+        time.sleep(0.2)
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    main.send_signal(signal.SIGKILL)
+    main.wait()
+    deadline = time.time() + 15
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in workers if os.path.exists(f"/proc/{p}") and
+                 open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    for p in alive:  # (do not leave them behind if the test fails)
+        os.kill(p, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their main process"
