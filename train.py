@@ -490,7 +490,7 @@ def report_end(c, log_rows, elapsed, stop_requested, stopped):
         print(f"interrupted ({cause}): saved step {step} to {checkpoint_path(c.out_dir, step)}; "
               f"continue with: python train.py --out_dir={c.out_dir} --resume", file=sys.stderr)
     elif not stop_requested:
-        print(f"done: {len(log_rows)} steps, final loss {float(log_rows[-1][1]):.4f}, "
+        print(f"done: {len(log_rows)} steps, last batch loss {float(log_rows[-1][1]):.4f}, "
               f"{elapsed:.1f} s of training; run directory: {c.out_dir}")
 
 

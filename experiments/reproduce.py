@@ -354,7 +354,7 @@ def train_size(config, report):
         watcher.join()
     if interrupted:
         raise KeyboardInterrupt
-    report("training", config.max_iters, config.max_iters, f"final loss {bnsl.load_curve(config.out_dir)[1][-1]:.3f}")
+    report("training", config.max_iters, config.max_iters, f"last batch loss {bnsl.load_curve(config.out_dir)[1][-1]:.3f}")
 
 
 def analyse_checkpoints(run_dir, probe_tokens, report):
@@ -537,7 +537,7 @@ def _number(value, digits, signed=False):
 
 def size_lines(rows, H2):
     """The per-size table and each fit's verdict, with the reason a break is rejected."""
-    lines = ["| size | params | fit from | t_d | L_d | L_d − H2 | r_d | RSLE | RSLE power law | final loss | "
+    lines = ["| size | params | fit from | t_d | L_d | L_d − H2 | r_d | RSLE | RSLE power law | final loss (smoothed) | "
              "D(Δℓ) Δt = t before / after | D(Δℓ) Δt = 1 before / after | D(∇θℓ) before / after |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
