@@ -257,7 +257,7 @@ def test_zsl_ignores_a_stray_step_file(tiny_run, tmp_path):
 
 # ---------------------------------------------------------------- reproduce.py
 
-SMALL = ["--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16", "--batch_size=4",
+SMALL = ["--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16", "--batch_size=4", "--transient=2",
          "--probe_tokens=32"]
 
 
@@ -277,8 +277,8 @@ REPRODUCE_CASES = {  # damage(out, tiny_run) -> argv
     "ee_tokens below one sequence": (lambda o, r: ["--ee_tokens=10"], "--ee_tokens must be at least one sequence"),
     "probe_tokens not whole sequences": (lambda o, r: ["--probe_tokens=100"], "multiple of 64"),
     "probe_tokens more than the probe": (lambda o, r: ["--probe_tokens=4096"], "up to 2048"),
-    "transient negative": (lambda o, r: ["--transient=-1"], "--transient"),
-    "transient too large": (lambda o, r: ["--transient=2990"], "lower --transient"),
+    "transient negative": (lambda o, r: ["--transient=-2"], "--transient"),
+    "transient too large": (lambda o, r: ["--transient=6100"], "lower --transient"),
     "device unknown": (lambda o, r: ["--device=tpu"], "--device"),
     "device cuda missing": (lambda o, r: ["--device=cuda"], "CUDA is not available"),
     "lr_scaling unknown": (lambda o, r: ["--lr_scaling=depth"], "--lr_scaling"),
@@ -311,6 +311,8 @@ def test_reproduce_bad_input(case, tiny_run, tmp_path, capsys, monkeypatch):
     damage, expected = REPRODUCE_CASES[case]
     argv = damage(out, tiny_run)
     argv = argv + ([f"--out_dir={out}"] if not any(a.startswith("--out_dir") for a in argv) else [])
+    # one seed (the tiny run's layout, out/runs/<size>), in this process (where train is replaced)
+    argv += ([] if any(a.startswith("--seed") for a in argv) else ["--seed=1337"]) + ["--jobs=1"]
     if case == "size with other settings":   # make the tiny run the same experiment but for the seed
         size = reproduce.size_config(size_dir(out) + "_fresh", 1, 16, reproduce_args())
         saved = json.load(open(f"{size_dir(out)}/config.json"))
@@ -342,8 +344,9 @@ def test_reproduce_ctrl_c_exits_130_and_leaves_a_directory_a_rerun_accepts(tmp_p
         interrupted.append(config.out_dir)
         return True
     monkeypatch.setattr(train, "train", interrupted_train)
-    status = reproduce.main(SMALL + ["--jobs=1", f"--out_dir={out}"])   # in this process, where train is replaced
+    status = reproduce.main(SMALL + ["--seed=1337", "--jobs=1", f"--out_dir={out}"])  # here, where train is replaced
     assert status == 130 and "interrupted" in capsys.readouterr().err
     # the rerun accepts what was left: the size that died before its first checkpoint starts afresh
-    config = reproduce.size_config(interrupted[0], 1, 16, reproduce_args())
+    n_layer, n_embd = map(int, os.path.basename(interrupted[0]).split("x"))
+    config = reproduce.size_config(interrupted[0], n_layer, n_embd, reproduce_args())
     assert config.overwrite and not config.resume
