@@ -156,10 +156,11 @@ def run_dataset(run_dir, need="its dataset"):
     except prepare.DataError as e:
         raise UsageError(f"{run_dir}: {need} is needed: {e}{where}") from None
     then = config.get("data_fingerprint")
-    if then is None and os.path.abspath(run_dir) not in _WARNED:
-        _WARNED.add(os.path.abspath(run_dir))  # (once per run, however often its data is read)
-        print(f"warning: {run_dir} predates dataset fingerprints; cannot check that {data_dir} holds the "
-              f"tokens it trained on", file=sys.stderr)
+    if then is None:  # a run from before fingerprints: warned about once per run, however often it is read
+        if os.path.abspath(run_dir) not in _WARNED:
+            _WARNED.add(os.path.abspath(run_dir))
+            print(f"warning: {run_dir} predates dataset fingerprints; cannot check that {data_dir} holds the "
+                  f"tokens it trained on", file=sys.stderr)
     elif then != now:
         raise UsageError(f"{run_dir}: the dataset {data_dir} changed since the run trained on it (fingerprint "
                          f"{then}, now {now}){where}; restore that data, or retrain the run on the new data")

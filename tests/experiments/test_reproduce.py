@@ -287,9 +287,12 @@ def test_the_gpu_preset_runs_at_tiny_size_on_the_cpu(tmp_path):
     with open(preset) as f:
         flags = [line.strip() for line in f if line.strip()]
     assert {"--device=cuda", "--dataset=stdlib_bpe2048"} <= set(flags)
-    result = run_reproduce(f"@{preset}", *TINY, "--device=cpu", "--seed=1337", "--jobs=1", f"--out_dir={tmp_path}")
+    args = reproduce.parse_args([f"@{preset}"])
+    assert (args.sizes, args.max_iters, args.warmup_iters, args.device) == ("2x128,4x256,6x384", 8192, 500, "cuda")
+    assert args.transient is None  # --transient=-1: the fit-window rule
+    result = run_reproduce(f"@{preset}", *TINY, "--n_probe=8", "--device=cpu", "--seed=1337",
+                           f"--out_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(tmp_path, "summary.json")) as f:
         args = json.load(f)["args"]
-    assert args["n_probe"] == 32 and args["learning_rate"] == 3e-3  # from the preset
-    assert args["max_iters"] == 64 and args["device"] == "cpu"      # overridden after it
+    assert args["dataset"] == "stdlib" and args["max_iters"] == 64 and args["device"] == "cpu"  # overridden

@@ -258,8 +258,8 @@ def test_two_processes_write_the_same_zsl_json_as_one(run_dir, tmp_path):
 
 def test_finding_6_holds_when_the_excess_halves_and_fails_otherwise():
     from experiments import reproduce
-    holds = lambda rows: reproduce.judge_finding_6(rows)[2]  # noqa: E731
-    row = lambda before, after: {"excess_before": before, "excess_after": after}  # noqa: E731
+    holds = lambda rows: reproduce.judge_finding_6(rows)[2][0] == reproduce.HOLDS  # (state, why)  # noqa: E731
+    row = lambda before, after: {"name": "1x32", "t_d": 100.0, "excess_before": before, "excess_after": after}  # noqa: E731
     assert holds([row(0.05, 0.008), row(0.04, 0.02)])
     assert not holds([row(0.05, 0.008), row(0.04, 0.021)])   # one size keeps more than half
     assert not holds([row(-0.01, -0.03), row(0.04, 0.01)])    # no excess alignment to start with

@@ -312,7 +312,7 @@ def test_help_wins_wherever_it_stands(capsys):
 # ---------------------------------------------------------------- reproduce.py: the data it reuses and needs
 
 SMALL = ["--sizes=1x16,1x32", "--max_iters=64", "--warmup_iters=8", "--block_size=16", "--batch_size=4",
-         "--n_probe=2", "--probe_tokens=32", "--ee_tokens=64"]
+         "--n_probe=2", "--probe_tokens=32", "--ee_tokens=64", "--transient=2", "--seed=1337", "--jobs=1"]
 
 
 def reproduce_dir(tool_run, tmp):
