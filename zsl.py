@@ -62,7 +62,7 @@ from tqdm import tqdm
 from token_grads import (add_sums, default_subset_sizes, naive_per_token_grad_stats,  # noqa: F401 (API)
                          nested_subsets, per_token_grad_stats, sharded_grad_stats, sign_patterns)
 from plots import write_figures
-from support.checks import check_threads, set_threads
+from support.checks import set_threads, threads_flag
 from support.cli import OneLineParser, UsageError, guarded
 from support.files import json_safe, write_json
 from support.rundir import check_out_dir, lock_run_dir
@@ -543,7 +543,7 @@ def parse_args(argv):
                         "parent directory); each run's own figures go into the run")
     p.add_argument("--json", action="store_true", help="print the per-step summary as JSON on stdout")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=threads_flag, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the gradient rows of an earlier zsl.json even if made with other settings "
@@ -570,10 +570,6 @@ def parse_args(argv):
         given = [f for f, v in (("--steps", args.steps), ("--max_checkpoints", args.max_checkpoints),
                                 ("--probe_tokens", args.probe_tokens), ("--overwrite", args.overwrite)) if v]
         p.error(f"{given[0]} is for the gradient analysis, which --no_grad skips; give one or the other")
-    try:
-        check_threads(args.threads)
-    except UsageError as e:
-        p.error(str(e))
     return args
 
 

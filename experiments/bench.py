@@ -499,21 +499,17 @@ SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "z
             "bpe": bench_bpe, "vocab": bench_vocab}
 
 def parse_args(argv):
-    from support.checks import check_threads
+    from support.checks import threads_flag
     from support.cli import OneLineParser, UsageError
     parser = OneLineParser(prog="bench.py", allow_abbrev=False, description=__doc__.strip().split("\n")[1],
                            epilog="sections: " + ", ".join(f"{name} ({(f.__doc__ or '').strip().split(chr(10))[0]})"
                                                             for name, f in SECTIONS.items()))
     parser.add_argument("sections", nargs="*", metavar="SECTION", help="the sections to run (default: all)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=threads_flag, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown:
         parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
-    try:
-        check_threads(args.threads)
-    except UsageError as e:
-        parser.error(str(e))
     return args
 
 

@@ -71,7 +71,7 @@ import bnsl
 import zsl
 from data import prepare
 from support import runfiles
-from support.checks import check_threads, set_threads
+from support.checks import set_threads, threads_flag
 from support.files import json_bytes, json_safe, render_figure, write_figure, write_json, write_together
 from support.cli import OneLineParser, UsageError, guarded
 from support.rundir import check_out_dir, is_run_file, lock_run_dir
@@ -648,7 +648,7 @@ def parse_args(argv):
                    help="bnsl.py fits of the terms drop checkpoints <= this step (default %(default)s)")
     p.add_argument("--max_checkpoints", type=int, default=None, help="at most this many, spread over the run")
     p.add_argument("--fig_dir", default=None, help="where the multi-run figure goes (default: the runs' common parent)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads_flag, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier error_entropy.json even if it analysed more checkpoints or other tokens")
     p.add_argument("--json", action="store_true", help="print the per-checkpoint terms as JSON")
@@ -664,10 +664,6 @@ def parse_args(argv):
         p.error(f"--tokens={args.tokens} is less than one window of --context={args.context}; give at least that")
     if args.fig_dir is not None and len(args.run_dirs) < 2:
         p.error("--fig_dir is for the figure of several runs; one run's figure goes into its directory")
-    try:
-        check_threads(args.threads)
-    except UsageError as e:
-        p.error(str(e))
     return args
 
 

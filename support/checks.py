@@ -9,6 +9,7 @@ that names the flag and the fix.
     check_threads(n, flag), set_threads(n)   a thread count torch can start (--threads=100000 crashes it)
     check_schedule(c), schedule_warning(c)   a warm-up that never ends, or leaves little of the run after it
 """
+import argparse
 import dataclasses
 import math
 import os
@@ -95,6 +96,19 @@ def check_threads(threads, flag="--threads", allow_zero=False):
     if threads is not None and not low <= threads <= max_threads():
         raise UsageError(f"{flag} must be between {low} and {max_threads()} (4 per CPU core), got {threads}"
                          + ("; 0 lets torch choose" if allow_zero else "; leave it out to let torch choose"))
+
+
+def threads_flag(text):
+    """argparse's type for --threads: a whole number that check_threads accepts (else one line)."""
+    try:
+        threads = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None  # (argparse's own words)
+    try:
+        check_threads(threads)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return threads
 
 
 def set_threads(threads):
