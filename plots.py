@@ -17,7 +17,7 @@ The figures of bnsl.py and zsl.py, drawn from what they compute (one colour per 
                    report rejects is drawn grey and dashed, its break hollow, with the reason
 
 write_figures(summaries, fig_dir, hist_step=None) draws the ones the summaries have data for;
-zsl.py calls it (and keeps the name: zsl.write_figures). Nothing here computes a measurement.
+zsl.py's command line (support/zsl_cli.py) calls it. Nothing here computes a measurement.
 Summaries from reproduce.py also carry "octaves" (D(Δℓ) on the probe from record s to 2s, what
 its finding 4 judges), "fit_start" (the first fitted step) and "t_d_rejected" (the break of a fit
 it rejects): zsl_loss.png then shows the judged curve, the rule's thresholds around t_d, the steps

@@ -250,8 +250,8 @@ def fit_term(steps, values, transient=bnsl.DEFAULT_TRANSIENT):
         fit = bnsl.fit_bnsl(steps, values, breaks=1)
     except bnsl.CurveError as e:
         return {"error": str(e)}
-    return {key: bnsl.as_json(fit[key]) for key in ("t_d", "t_d_err", "L_d", "r_d", "c1", "rsle",
-                                                    "rsle_power_law", "supported", "warning")}
+    return {key: json_safe(fit[key]) for key in ("t_d", "t_d_err", "L_d", "r_d", "c1", "rsle",
+                                                  "rsle_power_law", "supported", "warning")}
 
 
 def mean_over(intervals, key_path, low, high):

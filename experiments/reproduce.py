@@ -70,7 +70,7 @@ import plots
 import train
 import zsl
 from data import prepare
-from experiments import error_entropy, timescale_plots
+from experiments import error_entropy, timescale_report
 from experiments import seeds as seeds_view
 from support import checks, job_pool, rundir, runfiles
 from support.cli import OneLineParser, UsageError, guarded
@@ -717,12 +717,12 @@ def analyse_seed(args, names, command, report):
     report("report", 1, 4)
     plots.plot_loss_fits([s["fit"] for s in summaries], os.path.join(out, "loss_fits.png"))
     plot_scaling(rows, os.path.join(out, "scaling.png"))
-    written = [os.path.join(out, "loss_fits.png"), os.path.join(out, "scaling.png")] + zsl.write_figures(summaries, out)
+    written = [os.path.join(out, "loss_fits.png"), os.path.join(out, "scaling.png")] + plots.write_figures(summaries, out)
     report("report", 2, 4)
     # The other lenses on the same runs, each its own section of the report (and of summary.json)
     run_dirs, fits = [s["run_dir"] for s in summaries], [s["fit"] for s in summaries]
     lens_texts, lens_numbers = {}, {}
-    lens_texts["timescale"], lens_numbers["timescale"] = timescale_plots.report_section(run_dirs, fits, out,
+    lens_texts["timescale"], lens_numbers["timescale"] = timescale_report.report_section(run_dirs, fits, out,
                                                                                         progress=False)
     written.append(os.path.join(out, "timescale_runs.png"))
     report("report", 3, 4)

@@ -22,8 +22,7 @@ Read top to bottom:
   3. the toy: their teacher-student softmax head (exp-1 of liuyz0/TimeScaling)
   4. the fit  log L = log(c tau^-alpha + L0), by variable projection (as in bnsl.py)
   5. our runs through the same lens: tau from log.csv, the logit scale at every checkpoint
-  6. figures and the report section                -- timescale_plots.py
-  7. command line
+  (figures, reproduce.py's report section and the command line: timescale_report.py)
 
 The fit window, a rule stated before any measurement: the last decade of dynamic time,
 tau >= tau_T / 10 (a power-law exponent needs a decade; the end of training is where a slow
@@ -40,10 +39,9 @@ Python API (used by the tests and reproduce.py):
     toy_loss(student, teacher, x, temperature); train_toy(...) -> dict
     fit_time_power_law(tau, loss) -> dict;  log_log_slope(tau, values) -> (slope, error)
     analyse_run(run_dir) -> dict;  summary_row(result) -> dict (its numbers, JSON-ready)
-    in timescale_plots.py: plot_toy, plot_runs, markdown_table(rows),
-                           report_section(run_dirs, fits, out_dir) -> (markdown, dict)
+    in timescale_report.py: plot_toy, plot_runs, markdown_table(rows), main(argv),
+                            report_section(run_dirs, fits, out_dir) -> (markdown, dict)
 """
-import json
 import math
 import os
 import sys
@@ -61,8 +59,7 @@ from tqdm import tqdm
 import bnsl
 import curves
 from support import runfiles
-from support.cli import OneLineParser, UsageError, guarded
-from support.files import write_figure
+from support.cli import UsageError
 
 ALPHA_MAX = 3.0                        # the exponent is searched in [0, ALPHA_MAX]
 ALPHA_GRID = np.linspace(0.0, ALPHA_MAX, 61)     # steps of 0.05, refined by golden-section search
@@ -550,144 +547,6 @@ def summary_row(r):
                             for s, t, v in zip(r["scale_steps"], r["scale_tau"], r["logit_scale"])]}
 
 
-# ---------------------------------------------------------------- 6. figures and the report section
-#                                                                     are in timescale_plots.py
-
-
-# ---------------------------------------------------------------- 7. command line
-
-def as_json(value):
-    """numpy numbers to plain ones, nan/inf to null (JSON has no nan), recursively."""
-    if isinstance(value, dict):
-        return {key: as_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [as_json(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return as_json(value.tolist())
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def toy_main(argv):
-    from experiments.timescale_plots import plot_toy   # (timescale_plots.py imports this file: only here, not at the top)
-    parser = OneLineParser(prog="timescale.py toy", allow_abbrev=False,
-                           description="The paper's teacher-student softmax head: loss against tau = "
-                           "sum lr, the fitted exponent alpha (1/3 in theory) and the logit scale.")
-    for key, kind, text in (("temperature", float, "the teacher's temperature"),
-                            ("lr", float, "learning rate (constant)"), ("steps", int, "updates"),
-                            ("vocab", int, "vocabulary V"), ("width", int, "input width d"),
-                            ("batch", int, "fresh samples per step"), ("seed", int, "random seed"),
-                            ("control_temperature", float, "the high-temperature control; 0 for none")):
-        parser.add_argument(f"--{key}", type=kind, default=TOY_DEFAULTS[key],
-                            help=f"{text} (default {TOY_DEFAULTS[key]})")
-    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default adam")
-    parser.add_argument("--json", action="store_true", help="print the fitted numbers as JSON")
-    parser.add_argument("--plot", metavar="FILE.png", default="timescale_toy.png",
-                        help="where the figure goes (default timescale_toy.png; 'none' for no figure)")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    check_toy_flags(args)
-    torch.set_num_threads(1)   # [1024 x 128] tensors: more threads only add synchronisation
-    settings = {key: getattr(args, key) for key in ("temperature", "lr", "steps", "vocab", "width",
-                                                     "batch", "seed", "optimizer")}
-    toy = train_toy(**settings, progress=not args.no_progress)
-    fit = fit_toy(toy)
-    control = None
-    if args.control_temperature:
-        control = train_toy(**{**settings, "temperature": args.control_temperature}, progress=not args.no_progress)
-    if args.plot != "none":
-        write_figure(args.plot, lambda path: plot_toy(toy, fit, control, path))
-    out = {**toy["settings"], **{key: fit[key] for key in (
-        "alpha", "alpha_err", "c", "c_err", "L0", "L0_err", "rsle", "logit_scale_slope",
-        "logit_scale_slope_err", "tau_first", "tau_last", "n_points", "warning")},
-           "final_loss": toy["loss"][-1], "final_logit_scale": toy["logit_scale"][-1]}
-    if control is not None:
-        out["control"] = {"temperature": args.control_temperature, "final_loss": control["loss"][-1],
-                          "loss_at_step_100": control["loss"][min(100, args.steps - 1)]}
-    if args.json:
-        print(json.dumps(as_json(out), indent=1))
-        return
-    print(f"toy: T={args.temperature:g}, lr={args.lr:g} ({args.optimizer}), {args.steps} steps, "
-          f"V={args.vocab}, d={args.width}, batch {args.batch}, seed {args.seed}")
-    print(f"  alpha = {fit['alpha']:.3f} ± {fit['alpha_err']:.3f} (paper: 1/3), c = {fit['c']:.3g}, "
-          f"L0 = {fit['L0']:.3g}, RSLE {fit['rsle']:.3f}, over tau {fit['tau_first']:.3g}..{fit['tau_last']:.3g}"
-          + (f"  [{fit['warning']}]" if fit["warning"] else ""))
-    print(f"  logit scale slope = {fit['logit_scale_slope']:.3f} ± {fit['logit_scale_slope_err']:.3f} "
-          f"(paper: 1/3); final loss {toy['loss'][-1]:.4g}")
-    if control is not None:
-        print(f"  control T={args.control_temperature:g}: loss {control['loss'][0]:.3g} -> "
-              f"{out['control']['loss_at_step_100']:.3g} at step 100 -> {control['loss'][-1]:.3g}")
-    if args.plot != "none":
-        print(f"  figure: {args.plot}")
-
-
-def check_toy_flags(args):
-    """Every toy flag, before the toy trains (train_toy checks them too, but the control trains second)."""
-    for name in ("temperature", "lr"):
-        value = getattr(args, name)
-        if not (value > 0 and math.isfinite(value)):
-            raise UsageError(f"--{name} must be a positive number, got {value}")
-    if not (args.control_temperature >= 0 and math.isfinite(args.control_temperature)):
-        raise UsageError(f"--control_temperature must be a positive number, or 0 for no control, got "
-                         f"{args.control_temperature}")
-    for name in ("steps", "vocab", "width", "batch"):
-        if getattr(args, name) < 2:
-            raise UsageError(f"--{name} must be at least 2, got {getattr(args, name)}")
-    if args.steps < 20:
-        raise UsageError(f"--steps={args.steps} leaves too few points for the fit over the last decade of tau; "
-                         f"give at least 20")
-    if not 0 <= args.seed < 2 ** 63:
-        raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
-    if args.plot != "none":
-        check_plot(args.plot)
-
-
-def check_plot(path, inputs=()):
-    """--plot names a file a figure can be written to (bnsl.check_figure_path), and nothing else's."""
-    bnsl.check_figure_path(path, inputs)
-    if os.path.lexists(path) and not os.path.isfile(path):
-        raise UsageError(f"--plot={path} is not a regular file (a device? a pipe?); give a figure file name")
-
-
-def runs_main(argv):
-    from experiments.timescale_plots import markdown_table, plot_runs   # (only here: timescale_plots.py imports this file)
-    parser = OneLineParser(prog="timescale.py", allow_abbrev=False,
-                           description="Our runs through the one-third lens: alpha of the loss "
-                           "against tau = sum lr, and the logit scale at every checkpoint.")
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py run directories")
-    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    parser.add_argument("--plot", metavar="FILE.png", help="save the figure (loss and logit scale vs tau)")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.plot is not None:
-        check_plot(args.plot, args.run_dirs)
-    results = [fit_log(run_dir) for run_dir in args.run_dirs]   # fail before any long computation
-    for run_dir in args.run_dirs:
-        runfiles.load_probe(run_dir, fix="the logit scale is measured on it")
-    results = [add_logit_scales(result, progress=not args.no_progress) for result in results]
-    if args.plot:
-        write_figure(args.plot, lambda path: plot_runs(results, path))
-    rows = [summary_row(r) for r in results]
-    if args.json:
-        print(json.dumps(as_json(rows), indent=1))
-        return
-    print("\n".join(markdown_table(rows)))
-    for row in rows:
-        if row["warning"]:
-            print(f"{row['name']}: {row['warning']}")
-    print(f"(α: fit of log L = log(c τ^-α + L0) over the last decade of τ = Σ lr, and from t_d; "
-          f"paper's Pythia α 0.31-0.37)")
-    if args.plot:
-        print(f"figure: {args.plot}")
-
-
-def main(argv=None):
-    """The command line (`toy` or run directories); returns the exit status (support/cli.py)."""
-    argv = sys.argv[1:] if argv is None else argv
-    return guarded("timescale.py", toy_main if argv and argv[0] == "toy" else runs_main,
-                   argv[1:] if argv and argv[0] == "toy" else argv)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # the command line, the figures and reproduce.py's section: timescale_report.py
+    from experiments.timescale_report import main
     sys.exit(main())

@@ -16,7 +16,6 @@ Read top to bottom (the layout of a run directory: README, train.py):
 """
 import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -341,6 +340,16 @@ def _describe(settings):
     return (f"{n_tokens} probe tokens, {'with' if update else 'without (--no_update)'} the update link"
             + (f", {n_signs} sign patterns" if n_signs is not None else "")
             + (f", D against N at N = {', '.join(map(str, sizes))}" if sizes else ""))
+
+
+def earlier_gradient_rows(run_dir):
+    """The gradient rows of an earlier zsl.json, read as they are ([] if there is none or it is unreadable)."""
+    try:
+        with open(os.path.join(run_dir, "zsl.json")) as f:
+            rows = json.load(f)["gradient_interference"]
+        return [row for row in rows if isinstance(row, dict) and "step" in row]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def previous_gradient_rows(run_dir, settings=None):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from experiments import timescale
-from experiments import timescale_plots
+from experiments import timescale_report
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -232,9 +232,9 @@ def cli(*args):
 
 
 def main_in_process(capsys, *args):
-    """timescale.main in this process (no second torch import): (exit status, stdout, stderr)."""
+    """timescale.py's main in this process (no second torch import): (exit status, stdout, stderr)."""
     try:
-        status = timescale.main([str(arg) for arg in args])
+        status = timescale_report.main([str(arg) for arg in args])
     except SystemExit as stop:
         status = stop.code
     captured = capsys.readouterr()
@@ -247,7 +247,7 @@ def test_cli_json_and_plot_and_report_section(run_dir, tmp_path, capsys):
     (row,) = json.loads(out)
     assert {"alpha", "alpha_err", "logit_scale_slope", "alpha_after_t_d", "logit_scale"} <= set(row)
     assert os.path.getsize(tmp_path / "fig.png") > 1000
-    text, summary = timescale_plots.report_section([run_dir], [{"name": "tiny", "t_d": 20.0, "supported": True}],
+    text, summary = timescale_report.report_section([run_dir], [{"name": "tiny", "t_d": 20.0, "supported": True}],
                                                    str(tmp_path), progress=False)
     assert "| tiny | 20 |" in text and summary["runs"][0]["t_d"] == 20.0
     assert os.path.isfile(tmp_path / "timescale_runs.png")

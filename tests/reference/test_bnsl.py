@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import bnsl
+from support import bnsl_cli
 
 BNSL_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bnsl.py")
 
@@ -469,9 +470,9 @@ def test_every_file_written_is_named(curve_csv, tmp_path):
 
 
 def test_the_verdict_uses_one_break_whatever_breaks_the_table_shows(curve_csv, capsys):
-    bnsl.main([str(curve_csv), "--json"])
+    bnsl_cli.main([str(curve_csv), "--json"])
     [one] = json.loads(capsys.readouterr().out)
-    bnsl.main([str(curve_csv), "--json", "--breaks=0"])
+    bnsl_cli.main([str(curve_csv), "--json", "--breaks=0"])
     [zero] = json.loads(capsys.readouterr().out)
     assert zero["breaks"] == 0 and zero["t_d"] is None
     assert one["verdict"] == zero["verdict"] == "deceleration"

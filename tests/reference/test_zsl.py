@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import zsl
+from support import zsl_cli
 from support import runfiles
 from model import GPT, GPTConfig
 
@@ -251,7 +252,7 @@ def test_cli_records_only(run_dir, tmp_path):
     partial = shutil.copytree(run_dir, tmp_path / "partial")
     shutil.rmtree(partial / "checkpoints")                     # a run too young for a checkpoint
     os.remove(partial / "probe.npz")
-    assert zsl.main([str(partial), "--no_progress", "--no_grad"]) == 0
+    assert zsl_cli.main([str(partial), "--no_progress", "--no_grad"]) == 0
     summary = json.load(open(partial / "zsl.json"))
     assert summary["gradient_interference"] == [] and len(summary["loss_interference"]) == 6
 
@@ -284,7 +285,7 @@ def bad_run_dirs(run_dir, tmp_path):
 
 def test_bad_run_dirs_give_one_line_errors_in_process(run_dir, tmp_path, capsys):
     for name, (path, extra) in bad_run_dirs(run_dir, tmp_path).items():
-        assert zsl.main([path, "--no_progress", *extra]) == 2, name
+        assert zsl_cli.main([path, "--no_progress", *extra]) == 2, name
         err = capsys.readouterr().err.strip()
         assert err.startswith("zsl.py: error: ") and "\n" not in err, (name, err)
 

@@ -15,6 +15,7 @@ import torch
 import token_grads
 import train
 import zsl
+from support import zsl_cli
 from support import runfiles
 
 from test_zsl import ZSL, make_run_dir, tiny_model, tokens
@@ -241,7 +242,7 @@ def test_two_processes_write_the_same_zsl_json_as_one(run_dir, tmp_path):
     one = shutil.copytree(run_dir, tmp_path / "one")
     two = shutil.copytree(run_dir, tmp_path / "two")
     flags = ["--no_progress", "--threads", "1", "--max_checkpoints", "2", "--subsets", "8"]
-    assert zsl.main([str(one), *flags]) == 0
+    assert zsl_cli.main([str(one), *flags]) == 0
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              ZSL, str(two), *flags], capture_output=True, text=True, timeout=180,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -278,6 +279,6 @@ def test_excess_around_deceleration_averages_the_right_checkpoints():
                                             (["--subsets", "0"], "token counts")])
 def test_bad_null_flags_give_one_line_errors(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        zsl.parse_args(["run", *flags])
+        zsl_cli.parse_args(["run", *flags])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
-    assert zsl.parse_args(["run", "--subsets", "none"]).subsets == []
+    assert zsl_cli.parse_args(["run", "--subsets", "none"]).subsets == []

@@ -13,9 +13,11 @@ import pytest
 import torch
 
 import bnsl
+from support import bnsl_cli
 from experiments import reproduce
 import train
 import zsl
+from support import zsl_cli
 from support import runfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -121,7 +123,7 @@ def test_bnsl_bad_input(case, tiny_run, tmp_path, capsys):
     damage, expected = BNSL_CASES[case]
     argv = damage(run)
     before = hashes(run)
-    status, err = run_main(bnsl.main, argv, capsys)
+    status, err = run_main(bnsl_cli.main, argv, capsys)
     assert_one_line_error(status, err, "bnsl.py", expected)
     assert hashes(run) == before
 
@@ -137,7 +139,7 @@ def nan_checkpoint(run):
 
 
 def earlier_analysis(run, probe_tokens):
-    assert zsl.main([run, "--no_progress", "--threads=1", "--max_checkpoints=1",
+    assert zsl_cli.main([run, "--no_progress", "--threads=1", "--max_checkpoints=1",
                      f"--probe_tokens={probe_tokens}"]) == 0
     return [run, "--steps=8", "--probe_tokens=32"]
 
@@ -188,34 +190,34 @@ def test_zsl_bad_input(case, tiny_run, tmp_path, capsys):
     argv = damage(run) + ["--no_progress", "--threads=1"]
     capsys.readouterr()
     before = hashes(run)
-    status, err = run_main(zsl.main, argv, capsys)
+    status, err = run_main(zsl_cli.main, argv, capsys)
     assert_one_line_error(status, err, "zsl.py", expected)
     assert hashes(run) == before
 
 
 def test_zsl_rerun_never_destroys_a_wider_analysis(tiny_run, tmp_path, capsys):
     run = str(shutil.copytree(tiny_run, tmp_path / "run"))
-    assert zsl.main([run, "--no_progress", "--threads=1", "--steps=4,32"]) == 0
+    assert zsl_cli.main([run, "--no_progress", "--threads=1", "--steps=4,32"]) == 0
     wide = json.load(open(f"{run}/zsl.json"))["gradient_interference"]
     # records only: the gradient rows and their figures stay
-    assert zsl.main([run, "--no_progress", "--no_grad"]) == 0
+    assert zsl_cli.main([run, "--no_progress", "--no_grad"]) == 0
     summary = json.load(open(f"{run}/zsl.json"))
     assert summary["gradient_interference"] == wide and summary["kept_rows"] == [4, 32]
     assert os.path.isfile(f"{run}/zsl_grad.png") and os.path.isfile(f"{run}/zsl_hist.png")
     # one more checkpoint: added to the two, not replacing them
-    assert zsl.main([run, "--no_progress", "--threads=1", "--steps=8"]) == 0
+    assert zsl_cli.main([run, "--no_progress", "--threads=1", "--steps=8"]) == 0
     rows = json.load(open(f"{run}/zsl.json"))["gradient_interference"]
     assert [r["step"] for r in rows] == [4, 8, 32] and rows[0] == wide[0] and rows[2] == wide[1]
     # a checkpoint rewritten since (say the run was started afresh): its row is dropped, not mixed
     shutil.copy(f"{run}/checkpoints/step_000001.pt", f"{run}/checkpoints/step_000032.pt")
-    assert zsl.main([run, "--no_progress", "--no_grad"]) == 0
+    assert zsl_cli.main([run, "--no_progress", "--no_grad"]) == 0
     summary = json.load(open(f"{run}/zsl.json"))
     assert [r["step"] for r in summary["gradient_interference"]] == [4, 8]
     assert summary["stale_rows"] == [32] and "changed or gone" in capsys.readouterr().out
     # no gradient rows left at all: the old gradient figures go too
     for name in os.listdir(f"{run}/checkpoints"):
         os.remove(f"{run}/checkpoints/{name}")
-    assert zsl.main([run, "--no_progress", "--no_grad"]) == 0
+    assert zsl_cli.main([run, "--no_progress", "--no_grad"]) == 0
     assert json.load(open(f"{run}/zsl.json"))["gradient_interference"] == []
     assert not os.path.exists(f"{run}/zsl_grad.png") and not os.path.exists(f"{run}/zsl_hist.png")
 
@@ -227,7 +229,7 @@ def test_zsl_uses_no_t_d_from_an_unsupported_fit(tiny_run, tmp_path, capsys):
     fit = bnsl.fit_bnsl(*bnsl.prepare_curve(*bnsl.load_curve(run)))
     assert not fit["supported"] and fit["t_d"] is not None     # the fit has a d1, but no deceleration
     assert runfiles.deceleration_step(run) is None
-    assert zsl.main([run, "--no_progress", "--no_grad"]) == 0
+    assert zsl_cli.main([run, "--no_progress", "--no_grad"]) == 0
     assert json.load(open(f"{run}/zsl.json"))["t_d"] is None
     assert "no supported deceleration" in capsys.readouterr().out
 
@@ -235,13 +237,13 @@ def test_zsl_uses_no_t_d_from_an_unsupported_fit(tiny_run, tmp_path, capsys):
 def test_zsl_plots_a_run_without_records_or_with_a_diverged_one(tiny_run, tmp_path, capsys):
     empty = str(shutil.copytree(tiny_run, tmp_path / "empty"))
     shutil.rmtree(f"{empty}/records")
-    assert zsl.main([empty, "--no_progress", "--threads=1", "--steps=2"]) == 0
+    assert zsl_cli.main([empty, "--no_progress", "--threads=1", "--steps=2"]) == 0
     assert not os.path.exists(f"{empty}/zsl_loss.png") and os.path.isfile(f"{empty}/zsl_grad.png")
     diverged = str(shutil.copytree(tiny_run, tmp_path / "diverged"))
     for step in (13, 15):
         path = f"{diverged}/records/step_{step:06d}.npz"
         change_record(path, probe_after=np.load(path)["probe_after"] * np.inf)
-    assert zsl.main([diverged, "--no_progress", "--no_grad"]) == 0
+    assert zsl_cli.main([diverged, "--no_progress", "--no_grad"]) == 0
     assert "left out record(s) 13, 15" in capsys.readouterr().out
     summary = json.load(open(f"{diverged}/zsl.json"))
     assert 13 not in [r["step"] for r in summary["loss_interference"]]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import bench, error_entropy, reproduce, timescale
+from experiments import bench, error_entropy, reproduce, timescale_report
 import train
-import zsl
+from support import zsl_cli
 from data import prepare
 from guard_checks import assert_one_line_error, hashes, point_at, private_copy, run_main
 from support import rundir
@@ -188,7 +188,7 @@ def test_timescale_bad_input(case, tool_run, tmp_path, capsys):
     setup, pieces = TS_CASES[case]
     argv = setup(run_dir, tmp_path) + ["--no_progress"]
     before = hashes(run_dir, data_dir, str(tmp_path))
-    status, err, _ = run_main(timescale.main, argv, capsys)
+    status, err, _ = run_main(timescale_report.main, argv, capsys)
     assert_one_line_error(status, err, "timescale.py toy" if argv[0] == "toy" and "invalid" in err else "timescale.py",
                           pieces)   # (argparse's errors of the toy name its sub-command)
     assert hashes(run_dir, data_dir, str(tmp_path)) == before, f"{case}: a file changed"
@@ -247,7 +247,7 @@ def dataset_of(run):
 
 
 def earlier_zsl(run, *flags):
-    assert zsl.main([run, "--no_progress", "--threads=1", "--steps=2", "--no_update", *flags]) == 0
+    assert zsl_cli.main([run, "--no_progress", "--threads=1", "--steps=2", "--no_update", *flags]) == 0
     return [run, "--steps=4", "--no_update"]
 
 
@@ -259,7 +259,7 @@ def test_zsl_bad_input(case, tool_run, tmp_path, capsys):
     lock = rundir.lock_run_dir(run_dir, create=False) if case == "run in use by a writer" else None
     before = hashes(run_dir, data_dir)
     try:
-        status, err, _ = run_main(zsl.main, argv, capsys)
+        status, err, _ = run_main(zsl_cli.main, argv, capsys)
     finally:
         if lock:
             lock.close()

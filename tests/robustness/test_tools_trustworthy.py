@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import error_entropy, timescale
+from experiments import error_entropy, timescale_report
 import train
-import zsl
+from support import zsl_cli
 from data import prepare
 from guard_checks import hashes, private_copy, run_main
 from support import files, rundir
@@ -66,7 +66,7 @@ def test_a_rebuilt_dataset_is_refused_by_every_tool_that_reads_the_runs_data(too
         f.write(tokens[::-1].copy().tobytes())
     before = hashes(run_dir, data_dir)
     for main, argv in ((error_entropy.main, [run_dir, *EE, "--overwrite"]),
-                       (zsl.main, [run_dir, "--steps=2", "--probe_tokens=64", "--no_progress", "--threads=1"])):
+                       (zsl_cli.main, [run_dir, "--steps=2", "--probe_tokens=64", "--no_progress", "--threads=1"])):
         status, err, _ = run_main(main, argv, capsys)
         assert status == 2 and "changed since the run trained on it" in err and "Traceback" not in err, err
     assert hashes(run_dir, data_dir) == before
@@ -117,10 +117,10 @@ def test_a_narrower_rerun_keeps_the_wider_analysis_and_overwrite_replaces_it(too
 def test_zsl_never_mixes_rows_of_other_settings(tool_run, tmp_path, capsys):
     run_dir, _ = private_copy(tool_run, tmp_path)
     flags = ["--no_progress", "--threads=1", "--no_update"]
-    assert run_main(zsl.main, [run_dir, *flags, "--steps=2"], capsys)[0] == 0
-    status, err, _ = run_main(zsl.main, [run_dir, *flags, "--steps=4", "--n_signs=0"], capsys)
+    assert run_main(zsl_cli.main, [run_dir, *flags, "--steps=2"], capsys)[0] == 0
+    status, err, _ = run_main(zsl_cli.main, [run_dir, *flags, "--steps=4", "--n_signs=0"], capsys)
     assert status == 2 and "8 sign patterns" in err and "--overwrite" in err, err
-    assert run_main(zsl.main, [run_dir, *flags, "--steps=4", "--n_signs=0", "--overwrite"], capsys)[0] == 0
+    assert run_main(zsl_cli.main, [run_dir, *flags, "--steps=4", "--n_signs=0", "--overwrite"], capsys)[0] == 0
     rows = read_json(f"{run_dir}/zsl.json")["gradient_interference"]
     assert [(r["step"], r["n_signs"]) for r in rows] == [(4, 0)]
 
@@ -154,7 +154,7 @@ def test_the_analyses_hold_the_lock_of_the_run_they_write(tool_run, tmp_path, ca
         deadline = time.time() + 120
         while not os.path.isfile(rundir.checkpoint_path(run_dir, 2)) and time.time() < deadline:
             time.sleep(0.1)
-        for main, argv in ((zsl.main, [run_dir, "--no_grad", "--no_progress"]), (error_entropy.main, [run_dir, *EE])):
+        for main, argv in ((zsl_cli.main, [run_dir, "--no_grad", "--no_progress"]), (error_entropy.main, [run_dir, *EE])):
             status, err, _ = run_main(main, argv, capsys)
             assert status == 2 and f"is in use by another train.py (pid {process.pid})" in err, err
     finally:
@@ -203,7 +203,7 @@ def test_a_write_names_its_file_and_never_replaces_what_is_not_a_file(tmp_path):
 def timescale_row(run_dir, losses, capsys):
     with open(f"{run_dir}/log.csv", "w") as f:
         f.write("step,loss,lr\n" + "".join(f"{s},{loss},0.001\n" for s, loss in enumerate(losses, start=1)))
-    status, err, out = run_main(timescale.main, [run_dir, "--json", "--no_progress"], capsys)
+    status, err, out = run_main(timescale_report.main, [run_dir, "--json", "--no_progress"], capsys)
     assert status == 0, err
     return json.loads(out)[0]
 
@@ -311,7 +311,7 @@ def test_messages_name_the_callers_own_flags(tool_run, tmp_path, capsys):
     with pytest.raises(error_entropy.UsageError, match="use --ee_tokens="):   # reproduce.py's name for it
         error_entropy.report_section([run_dir], [{}], str(tmp_path), n_tokens=10 ** 8, context=16, progress=False)
     os.remove(f"{run_dir}/probe.npz")
-    status, err, _ = run_main(timescale.main, [run_dir, "--no_progress"], capsys)
+    status, err, _ = run_main(timescale_report.main, [run_dir, "--no_progress"], capsys)
     assert status == 2 and "--no_grad" not in err and "logit scale" in err   # zsl.py's flag, not timescale.py's
 
 
@@ -324,7 +324,7 @@ def test_threads_is_a_flag_of_train_and_checked_everywhere(tool_run, tmp_path, c
         assert status == 0 and torch.get_num_threads() == 1, err
     finally:
         torch.set_num_threads(threads)
-    for main, argv in ((train.main, []), (zsl.main, [str(tmp_path / "new")]),
+    for main, argv in ((train.main, []), (zsl_cli.main, [str(tmp_path / "new")]),
                        (error_entropy.main, [str(tmp_path / "new")])):
         status, err, _ = run_main(main, [*argv, "--threads=100000"], capsys)
         assert status == 2 and "--threads must be between" in err and "Traceback" not in err, err
