@@ -32,10 +32,7 @@ if __name__ == "__main__":  # Ctrl-C while torch loads (a second or more): one l
     from support.cli import quiet_ctrl_c_while_loading
     quiet_ctrl_c_while_loading("train.py")
 
-import csv
 import dataclasses
-import io
-import json
 import math
 import os
 import signal
@@ -56,9 +53,9 @@ from data.prepare import windows
 from model import GPT, GPTConfig
 from support.checks import check_config, check_data_sizes, pick_device, schedule_warning, set_threads
 from support.cli import UsageError, guarded, stop_signals
-from support.files import atomic_write, save_npz
-from support.rundir import (check_same_data, checkpoint_path, clear_old_run, drop_records_after, latest_checkpoint,
-                            lock_run_dir, prepare_run_dir, refuse_to_mix, run_files)
+from support.files import atomic_write, save_npz, write_csv
+from support.rundir import (check_same_data, checkpoint_path, disk_full_hint, lock_run_dir, prepare_run_dir,
+                            refuse_to_mix, start_run_dir)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,18 +151,11 @@ def log_spaced_steps(max_iters, per_octave):
 
 
 # ----------------------------------------------------------------------------------------------
-# The log: one CSV row per step, rewritten whole (support/files.py: written whole or not at all).
+# The logs: one CSV row per step (log.csv) and per evaluation (eval.csv), each file rewritten whole
+# (support/files.write_csv: a reader never sees half a file).
 
 LOG_COLUMNS = ("step", "loss", "lr", "tokens", "time_s")
 EVAL_COLUMNS = ("step", "loss", "lr", "eval_s")
-
-
-def write_log(path, rows, columns=LOG_COLUMNS):
-    def write(f):
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows([columns] + rows)
-        f.write(text.getvalue().encode())
-    atomic_write(path, write)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,23 +294,6 @@ def restore(ckpt, model, optimizer, data_rng, c, procs):
     return ckpt["log_rows"], ckpt["elapsed"], ckpt["step"] + 1
 
 
-def write_run_start(c, ckpt, log_rows, info, heldout):
-    """The run directory at the start: the old run's files gone (--overwrite) or the abandoned records past
-    the checkpoint (resume), then config.json and probe.npz. Only process 0 calls this."""
-    if ckpt is None:
-        clear_old_run(c.out_dir)  # --overwrite (refuse_to_mix let it through)
-    else:
-        drop_records_after(c.out_dir, ckpt["step"])
-        write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
-    os.makedirs(os.path.join(c.out_dir, "records"), exist_ok=True)
-    os.makedirs(os.path.join(c.out_dir, "checkpoints"), exist_ok=True)
-    atomic_write(os.path.join(c.out_dir, "config.json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
-    if ckpt is None or not os.path.isfile(os.path.join(c.out_dir, "probe.npz")):  # same data: same probe
-        probe_x, probe_y, update_x, update_y = heldout
-        save_npz(os.path.join(c.out_dir, "probe.npz"), x=probe_x.numpy(), y=probe_y.numpy(),
-                 update_x=update_x.numpy(), update_y=update_y.numpy())
-
-
 def run(c, given, stop_requested, locks):
     """train()'s body: every check first, then the run directory, then the loop."""
     locked = int(os.environ.get("RANK", 0)) == 0 and os.path.isdir(c.out_dir)
@@ -353,7 +326,9 @@ def run(c, given, stop_requested, locks):
         info = {"train": dataclasses.asdict(c), "model": dataclasses.asdict(model_config), "data": data_meta,
                 "data_fingerprint": data_meta["fingerprint"], "world_size": procs.world, "device": procs.device,
                 "non_embedding_params": raw_model.num_params()}
-        write_run_start(c, ckpt, log_rows, info, (probe_x, probe_y, update_x, update_y))
+        if ckpt is not None:  # the log up to the checkpoint, without the steps taken after it
+            write_csv(os.path.join(c.out_dir, "log.csv"), LOG_COLUMNS, log_rows)
+        start_run_dir(c.out_dir, ckpt, info, (probe_x, probe_y, update_x, update_y))
 
     eval_x, eval_y = fixed_eval_set(val_tokens, c)
     eval_steps = log_spaced_steps(c.max_iters, c.eval_per_octave) if c.eval_per_octave else set()
@@ -370,9 +345,9 @@ def run(c, given, stop_requested, locks):
             eval_rows.append((step, f"{loss:.6f}", f"{lr:.6g}", f"{eval_s:.3f}"))
 
     def flush(log_rows):  # log.csv (and eval.csv) as they are now: whole files, renamed into place
-        write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
+        write_csv(os.path.join(c.out_dir, "log.csv"), LOG_COLUMNS, log_rows)
         if eval_steps:
-            write_log(os.path.join(c.out_dir, "eval.csv"), eval_rows, EVAL_COLUMNS)
+            write_csv(os.path.join(c.out_dir, "eval.csv"), EVAL_COLUMNS, eval_rows)
 
     def save(step, log_rows, elapsed, data_rng_states):  # a checkpoint: all that an exact resume needs
         save_checkpoint(checkpoint_path(c.out_dir, step), raw_model, optimizer, step, c, model_config,
@@ -477,7 +452,7 @@ def gather_rng_states(data_rng, procs):
 def stop_diverged(c, step, loss, log_rows, is_master):
     """A nan or inf loss: log.csv keeps every step up to this one (it shows the blow-up), then stop."""
     if is_master:
-        write_log(os.path.join(c.out_dir, "log.csv"), log_rows)
+        write_csv(os.path.join(c.out_dir, "log.csv"), LOG_COLUMNS, log_rows)
     raise UsageError(f"the loss became {loss} at step {step} (log.csv holds every step up to it); "
                      f"start afresh with a smaller --learning_rate and --overwrite")
 
@@ -505,13 +480,8 @@ def main(argv=None):
         interrupted = train(config, given)
         return 128 + interrupted if interrupted else 0  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
 
-    def os_hint():  # what to do next depends on what the run directory holds now
-        out_dir = parsed[0].out_dir if parsed else None
-        if out_dir and latest_checkpoint(out_dir):
-            return "free space or fix the path, then continue the run with --resume"
-        if out_dir and os.path.isdir(out_dir) and run_files(out_dir):
-            return "free space or fix the path, then start afresh with --overwrite (no checkpoint was saved yet)"
-        return "free space or fix the path, then run the same command again"
+    def os_hint():  # after a full disk: --resume, --overwrite or a rerun, by what the run directory holds
+        return disk_full_hint(parsed[0].out_dir if parsed else None)
     return guarded("train.py", run_from_flags, os_hint=os_hint,
                    memory_hint="use a smaller --batch_size, --n_embd or --n_layer")
 

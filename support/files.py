@@ -23,6 +23,7 @@ Every PNG is tagged: a tEXt chunk "bend-figure" holding the file's name. So a ru
 are known by their content, and a user's own zslide.png (no tag), or a copy of ours renamed, is not
 one of them (support/rundir.py).
 """
+import csv
 import errno
 import io
 import json
@@ -131,6 +132,13 @@ def write_together(files):
         for temporary in staged:
             if os.path.exists(temporary):
                 os.remove(temporary)
+
+
+def write_csv(path, columns, rows):
+    """A CSV file: a header row of column names, then the rows; written whole, atomically."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([columns] + list(rows))
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def save_npz(path, **arrays):

@@ -31,7 +31,7 @@ import torch
 
 from support.checks import check_config, check_schedule
 from support.cli import UsageError
-from support.files import is_our_figure, png_tag
+from support.files import atomic_write, is_our_figure, png_tag, save_npz
 
 try:
     import fcntl  # the run directory's lock (POSIX); on Windows runs are not locked
@@ -209,6 +209,33 @@ def drop_records_after(out_dir, step):
         name = os.path.basename(path)
         if re.search(r"\.tmp\d+$", name) or (re.fullmatch(r"step_\d+\.npz", name) and int(name[5:-4]) > step):
             os.remove(path)
+
+
+def start_run_dir(out_dir, ckpt, info, heldout):
+    """The run directory at train.py's start: the old run's files gone (a new run, which --overwrite or
+    refuse_to_mix let through) or the abandoned records past the checkpoint (a resumed run, ckpt), then
+    config.json (info) and probe.npz (heldout = probe_x, probe_y, update_x, update_y: kept on a resume,
+    since the same data gives the same probe). Only process 0 calls this."""
+    if ckpt is None:
+        clear_old_run(out_dir)
+    else:
+        drop_records_after(out_dir, ckpt["step"])
+    os.makedirs(os.path.join(out_dir, "records"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
+    atomic_write(os.path.join(out_dir, "config.json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
+    if ckpt is None or not os.path.isfile(os.path.join(out_dir, "probe.npz")):
+        probe_x, probe_y, update_x, update_y = heldout
+        save_npz(os.path.join(out_dir, "probe.npz"), x=probe_x.numpy(), y=probe_y.numpy(),
+                 update_x=update_x.numpy(), update_y=update_y.numpy())
+
+
+def disk_full_hint(out_dir):
+    """What to do after a full disk or a bad path (OSError) stopped train.py, by what out_dir holds now."""
+    if out_dir and latest_checkpoint(out_dir):
+        return "free space or fix the path, then continue the run with --resume"
+    if out_dir and os.path.isdir(out_dir) and run_files(out_dir):
+        return "free space or fix the path, then start afresh with --overwrite (no checkpoint was saved yet)"
+    return "free space or fix the path, then run the same command again"
 
 
 def check_same_data(ckpt, data_meta, model_config, c):
