@@ -149,11 +149,18 @@ def save_npz(path, **arrays):
 # Figures: written whole, PNGs tagged with their name
 
 def tag_png(data, name):
-    """PNG bytes with a tEXt chunk FIGURE_TAG = name right after the header chunk (IHDR). A chunk is
+    """PNG bytes with one tEXt chunk FIGURE_TAG = name right after the header chunk (IHDR). A chunk is
     length (4 bytes, big-endian), type, data, and the CRC-32 of type + data (the PNG specification)."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return data
     header_end = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4   # signature, then IHDR
+    position = header_end   # drop an earlier tag (a figure drawn to a temporary name, then renamed)
+    while position + 8 <= len(data) and data[position + 4:position + 8] != b"IDAT":
+        length = struct.unpack(">I", data[position:position + 4])[0]
+        if data[position + 4:position + 8] == b"tEXt" and data[position + 8:].startswith(FIGURE_TAG + b"\0"):
+            data = data[:position] + data[position + 12 + length:]
+        else:
+            position += 12 + length
     body = b"tEXt" + FIGURE_TAG + b"\0" + name.encode("latin-1", "replace")
     chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
     return data[:header_end] + chunk + data[header_end:]

@@ -7,7 +7,7 @@ import numpy as np
 import bnsl
 from experiments import error_entropy
 from experiments import reproduce
-from experiments import timescale_plots
+from experiments import timescale_report
 import plots
 
 matplotlib.use("Agg")
@@ -121,8 +121,35 @@ def test_timescale_title_names_only_what_is_drawn(tmp_path):
     fit = {"c": 1.0, "alpha": 0.3, "L0": 2.0, "alpha_err": 0.01, "tau_first": 0.1, "tau_last": 1.0}
     result = {"name": "1x32", "tau": tau, "loss": 1.0 * tau ** -0.3 + 2.0, "fit": fit, "fit_after_t_d": None,
               "tau_d": None, "scale_tau": tau[::10], "logit_scale": tau[::10] ** 0.3, "logit_scale_slope": 0.3}
-    figure = timescale_plots.plot_runs([result], tmp_path / "t.png")
+    figure = timescale_report.plot_runs([result], tmp_path / "t.png")
     title = figure.axes[0].get_title()
     assert "dashed" not in title and "no supported t_d" in title
     assert "nats per token" in figure.axes[0].get_ylabel()
     assert not [line for line in figure.axes[0].get_lines() if line.get_linestyle() in ("--", "-.")]
+
+
+def test_a_figure_drawn_to_a_temporary_name_carries_one_tag_its_own(tmp_path):
+    """write_figure: plot functions save themselves (and so tag the temporary file, whose name holds the
+    process id); the final file has one tag, its own name, so its bytes do not depend on the process."""
+    import struct
+
+    import matplotlib.pyplot as plt
+    from support.files import FIGURE_TAG, is_our_figure, save_figure, write_figure
+
+    def draw(path):
+        figure = plt.figure(figsize=(2, 2))
+        figure.gca().plot([1, 2, 3])
+        save_figure(figure, path)
+
+    def tags(path):
+        data, position, found = open(path, "rb").read(), 8, []
+        while data[position + 4:position + 8] != b"IDAT":
+            length = struct.unpack(">I", data[position:position + 4])[0]
+            body = data[position + 8:position + 8 + length]
+            if data[position + 4:position + 8] == b"tEXt" and body.startswith(FIGURE_TAG + b"\0"):
+                found.append(body[len(FIGURE_TAG) + 1:].decode())
+            position += 12 + length
+        return found
+
+    write_figure(str(tmp_path / "fig.png"), draw)
+    assert tags(tmp_path / "fig.png") == ["fig.png"] and is_our_figure(str(tmp_path / "fig.png"))
