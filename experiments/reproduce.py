@@ -516,9 +516,13 @@ def plot_scaling(rows, path):
         if rejected:
             ax.plot([r["params"] for r in rejected], [r[key] for r in rejected], "o", mfc="none", mec="0.55",
                     ls="none", label="fit rejected: not a deceleration (not judged)")
-        for r in kept + rejected:
+        largest = max(r["params"] for r in rows)
+        for r in kept + rejected:  # labels right of each point; the largest size's left of it, inside the axes
+            left = r["params"] == largest and len(rows) > 1
             ax.annotate(r["name"] + ("" if r["supported"] else " (rejected)"), (r["params"], r[key]),
-                        textcoords="offset points", xytext=(5, 5), fontsize=8, color="k" if r["supported"] else "0.45")
+                        textcoords="offset points", xytext=(-5 if left else 5, 5), ha="right" if left else "left",
+                        fontsize=8, color="k" if r["supported"] else "0.45")
+        ax.margins(y=0.12)
         ax.set(xscale="log", xlabel="non-embedding parameters", ylabel=label)
         plots.plain_log_axis(ax.xaxis)
         ax.grid(alpha=0.3)
