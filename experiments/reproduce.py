@@ -82,7 +82,7 @@ from support.files import atomic_write, json_safe, write_json
 # a width series of one-layer models, 1x32, 1x64, 1x96 (1x16 bends before the fit window; deeper
 # models showed no bend in dynamic time); a short warm-up of 50 steps from 10% of the peak, then a
 # constant learning rate as in the paper, so that the schedule cannot place a bend at t_d ~ 1 100-1 500;
-# 6 144 steps, so that the bend has two octaves after it and the run cut at 1/2 still holds it; the fit
+# 6 144 steps, so that the bend has two octaves after it (the run cut at 1/2 still holds it on 5 of 9 runs); the fit
 # from step 101 (before it, the fit catches the early bigram bend); the peak learning rate shrinks with
 # width, lr = learning_rate * 64 / n_embd (as in the paper); a probe of 32 sequences (2 048 tokens),
 # D(∇θℓ) on its first 1 024; three seeds, judged by the majority rule of seeds.py.
