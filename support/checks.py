@@ -123,6 +123,9 @@ def schedule_warning(c):
     if c.warmup_iters * 2 <= c.max_iters:
         return None
     after = c.max_iters - c.warmup_iters
+    if after <= 0:  # the run ends inside the warm-up: the peak is never reached
+        return (f"warning: the warm-up takes {c.warmup_iters} steps and the run only {c.max_iters}, so the learning "
+                f"rate never reaches --learning_rate; a shorter --warmup_iters or more --max_iters reaches it")
     phase = "stays at --learning_rate" if c.lr_schedule == "constant" else f"decays ({c.lr_schedule})"
     return (f"warning: the warm-up takes {c.warmup_iters} of the {c.max_iters} steps, so the learning rate "
             f"{phase} for only the last {after}; a shorter --warmup_iters or more --max_iters leaves more")

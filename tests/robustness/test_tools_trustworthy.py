@@ -239,6 +239,10 @@ def test_a_warm_up_over_half_the_run_is_said(tool_run, tmp_path, capsys):
     status, err, _ = run_main(train.main, [*TINY, f"--dataset={data_dir}", f"--out_dir={tmp_path / 'new2'}",
                                            "--max_iters=2"], capsys)
     assert status == 2 and "--warmup_iters=2 is not below --max_iters=2" in err
+    # a config made in Python (as bench.py makes its short runs) may end inside the warm-up
+    from support.checks import schedule_warning
+    warning = schedule_warning(train.TrainConfig(warmup_iters=100, max_iters=41))
+    assert "never reaches --learning_rate" in warning and "last -" not in warning  # (it said "the last -59")
 
 
 def test_error_entropy_leaves_out_diverged_checkpoints_and_says_so(tool_run, tmp_path, capsys):
