@@ -6,39 +6,25 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 import bnsl
-from support import bnsl_cli
 from experiments import reproduce
 import train
 import zsl
-from support import zsl_cli
-from support import runfiles
+from support import bnsl_cli, runfiles, zsl_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data import prepare
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A 32-step train.py run of a 1x16 model: records, 6 checkpoints, probe of 2 x 16 tokens."""
-    folder = tmp_path_factory.mktemp("hardening")
-    prepare.build_stdlib(str(folder / "data"), max_bytes=200_000)
-    config = train.TrainConfig(out_dir=str(folder / "run"), dataset=str(folder / "data"), n_layer=1,
-                               n_head=1, n_embd=16, block_size=16, batch_size=4, n_probe=2, max_iters=32,
-                               warmup_iters=4, progress=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert not train.train(config)
-    finally:
-        torch.set_num_threads(threads)
-    return str(folder / "run")
+def tiny_run(tool_run):
+    """conftest's 32-step run of a 1x16 model (records, 6 checkpoints, a probe of 2 x 16 tokens); the
+    tests copy it before they damage it."""
+    return tool_run[0]
 
 
 def hashes(folder):
