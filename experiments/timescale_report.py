@@ -213,7 +213,7 @@ def toy_main(argv):
         print(f"  control T={args.control_temperature:g}: loss {control['loss'][0]:.3g} -> "
               f"{out['control']['loss_at_step_100']:.3g} at step 100 -> {control['loss'][-1]:.3g}")
     if args.plot != "none":
-        print(f"  figure: {args.plot}")
+        print(f"  wrote {args.plot}")
 
 
 def check_toy_flags(args):
@@ -272,7 +272,7 @@ def runs_main(argv):
     print("(α: fit of log L = log(c τ^-α + L0) over the last decade of τ = Σ lr, and from t_d; "
           "paper's Pythia α 0.31-0.37)")
     if args.plot:
-        print(f"figure: {args.plot}")
+        print(f"wrote {args.plot}")
 
 
 def main(argv=None):
