@@ -414,7 +414,8 @@ def write_figures(summaries, fig_dir, hist_step=None):
 # ---------------------------------------------------------------- bnsl.py's figure
 
 def draw_fit(axes, fit, colour, label, mark_t_d):
-    """One fitted curve on log-log axes; with mark_t_d also its two straight segments and t_d."""
+    """One fitted curve on log-log axes; with mark_t_d also t_d and its two straight segments, each
+    continued across t_d (on its own side a segment lies on the fit; across it, it shows the bend)."""
     steps = fit["steps"]
     dense = np.geomspace(steps[0], steps[-1], 400)
     axes.plot(steps, fit["losses"], color=colour, lw=2, alpha=0.35)
@@ -423,9 +424,9 @@ def draw_fit(axes, fit, colour, label, mark_t_d):
         return
     t_d, L_d, r_d = fit["t_d"], fit["L_d"], fit["r_d"]
     end = fit["d2"] if fit["breaks"] == 2 else steps[-1]        # segment 2 ends at break 2
-    before, after = dense[dense <= t_d], dense[(dense >= t_d) & (dense <= end)]
-    axes.plot(before, fit["b"] * before ** -fit["c0"], color=colour, ls=":", lw=1)
-    axes.plot(after, L_d * (t_d / after) ** r_d, color=colour, ls="--", lw=1)   # L_d (t_d/t)^r_d
+    upto_end = dense[dense <= end]
+    axes.plot(dense, fit["b"] * dense ** -fit["c0"], color=colour, ls=":", lw=1)   # b t^-c0
+    axes.plot(upto_end, L_d * (t_d / upto_end) ** r_d, color=colour, ls="--", lw=1)   # L_d (t_d/t)^r_d
     axes.plot([t_d], [L_d], "o", color=colour, ms=5)
     axes.axvline(t_d, color=colour, lw=0.5, alpha=0.5)
 
@@ -458,13 +459,15 @@ def plot_fits(results, path):
             label = (f"{name}: tau_d={tau_fit['t_d']:.3g} (step {result['tau_d_step']:.3g})"
                      if tau_fit["supported"] else f"{name}: no supported break in tau")
             draw_fit(panels[0, 1], tau_fit, colour, label, tau_fit["supported"])
-    segments = " (dotted: before t_d, dashed: after)" if any_marked else ""
+    segments = "\ndotted / dashed: the power law before / after t_d, continued across it" if any_marked else ""
     for axes, clock in zip(panels[0], ["step", "tau = sum of lr / max lr"]):
         losses = np.concatenate([r["losses"] if clock == "step" else r["tau_fit"]["losses"]
                                  for r in results if clock == "step" or "steps" in (r.get("tau_fit") or {})])
         axes.set(xscale="log", yscale="log", xlabel=clock, ylabel="training loss (nats per token)",
                  ylim=(0.95 * losses.min(), 1.05 * losses.max()),
                  title=f"BNSL fits against {clock.split(' ')[0]}{segments}")
+        axes.title.set_fontsize(10)
+        plain_log_axis(axes.xaxis)
         axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
         axes.legend(fontsize=7)
