@@ -501,7 +501,8 @@ SECTIONS = {"train": bench_train, "record": bench_record, "bnsl": bench_bnsl, "z
 def parse_args(argv):
     from support.checks import threads_flag
     from support.cli import OneLineParser, UsageError
-    parser = OneLineParser(prog="bench.py", allow_abbrev=False, description=__doc__.strip().split("\n")[1],
+    parser = OneLineParser(prog="bench.py", command="experiments/bench.py",
+                           allow_abbrev=False, description=__doc__.strip().split("\n")[1],
                            epilog="sections: " + ", ".join(f"{name} ({(f.__doc__ or '').strip().split(chr(10))[0]})"
                                                             for name, f in SECTIONS.items()))
     parser.add_argument("sections", nargs="*", metavar="SECTION", help="the sections to run (default: all)")

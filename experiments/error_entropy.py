@@ -636,7 +636,7 @@ def headline(summary):
 
 
 def parse_args(argv):
-    p = OneLineParser(prog="error_entropy.py", allow_abbrev=False,
+    p = OneLineParser(prog="error_entropy.py", command="experiments/error_entropy.py", allow_abbrev=False,
                       description="Decompose the loss of every checkpoint: "
                                   "CE = EE + SA - log C (error-entropy, self-alignment, confidence).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py --out_dir(s)")

@@ -803,7 +803,8 @@ def parse_seeds(text):
 
 
 def parse_args(argv):
-    parser = OneLineParser(prog="reproduce.py", description=__doc__.split("\n\n")[0].strip(), allow_abbrev=False,
+    parser = OneLineParser(prog="reproduce.py", command="experiments/reproduce.py",
+                           description=__doc__.split("\n\n")[0].strip(), allow_abbrev=False,
                            fromfile_prefix_chars="@",  # @config/reproduce_gpu.txt: a preset, one flag per line
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out_dir", default="report", help="where the report and the runs go")

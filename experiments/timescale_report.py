@@ -14,6 +14,7 @@ rows from timescale.summary_row; report_section(run_dirs, fits, out_dir) -> (mar
 section reproduce.py puts in its report; main(argv), the command line. This file imports
 timescale.py, never the other way round (timescale.py hands over to main() only when it is the script).
 """
+import difflib
 import json
 import math
 import os
@@ -165,7 +166,7 @@ def report_section(run_dirs, fits, out_dir, progress=True):
 # ---------------------------------------------------------------- the command line
 
 def toy_main(argv):
-    parser = OneLineParser(prog="timescale.py toy", allow_abbrev=False,
+    parser = OneLineParser(prog="timescale.py toy", command="experiments/timescale.py toy", allow_abbrev=False,
                            description="The paper's teacher-student softmax head: loss against tau = "
                            "sum lr, the fitted exponent alpha (1/3 in theory) and the logit scale.")
     for key, kind, text in (("temperature", float, "the teacher's temperature"),
@@ -245,14 +246,21 @@ def check_plot(path, inputs=()):
 
 
 def runs_main(argv):
-    parser = OneLineParser(prog="timescale.py", allow_abbrev=False,
+    parser = OneLineParser(prog="timescale.py", command="experiments/timescale.py", allow_abbrev=False,
+                           usage="python experiments/timescale.py RUN_DIR [RUN_DIR ...] [--json] [--plot FILE.png]\n"
+                                 "       python experiments/timescale.py toy [--flags]   (the paper's toy; "
+                                 "toy --help for its flags)",
                            description="Our runs through the one-third lens: alpha of the loss "
-                           "against tau = sum lr, and the logit scale at every checkpoint.")
+                           "against tau = sum lr, and the logit scale at every checkpoint. The first "
+                           "word `toy` runs the paper's teacher-student toy instead.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="train.py run directories")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="save the figure (loss and logit scale vs tau)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    first = args.run_dirs[0]
+    if not os.path.exists(first) and difflib.get_close_matches(first, ["toy"], cutoff=0.6):
+        raise UsageError(f"{first}: no such run directory; did you mean the toy: python experiments/timescale.py toy")
     if args.plot is not None:
         check_plot(args.plot, args.run_dirs)
     results = [fit_log(run_dir) for run_dir in args.run_dirs]   # fail before any long computation

@@ -31,10 +31,15 @@ class UsageError(ValueError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line: "PROG: error: MESSAGE (see python PROG --help)", status 2."""
+    """argparse whose errors are one line: "PROG: error: MESSAGE (see python COMMAND --help)", status 2.
+    command: how the tool is run from the repository's top directory (default: prog)."""
+
+    def __init__(self, *args, command=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.command = command or self.prog
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see python {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see python {self.command} --help)\n")
 
 
 class Terminated(KeyboardInterrupt):
