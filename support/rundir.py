@@ -283,8 +283,9 @@ def load_newest_checkpoint(out_dir):
     left in place for the user to inspect, and the one before it is used."""
     steps = checkpoint_steps(out_dir)
     if not steps:
-        raise UsageError(f"nothing to resume: no checkpoint in {os.path.join(out_dir, 'checkpoints')!r}; "
-                         f"start afresh with --overwrite")
+        fix = ("start afresh with --overwrite (it deletes the run's files there)" if run_files(out_dir)
+               else "drop --resume to start a new run there")
+        raise UsageError(f"nothing to resume: no checkpoint in {os.path.join(out_dir, 'checkpoints')!r}; {fix}")
     for step in reversed(steps):
         path = checkpoint_path(out_dir, step)
         try:

@@ -194,7 +194,7 @@ BAD_INPUTS = {
     "seed above 64 bits": (lambda r, d, t: fresh(d, t, f"--seed={2 ** 64}"), ["--seed must be between 0 and 2**63 - 1"]),
     "seed negative": (lambda r, d, t: fresh(d, t, "--seed=-1"), ["--seed must be between"]),
     "unknown flag": (lambda r, d, t: fresh(d, t, "--n_layr=3"), ["unknown flag --n_layr", "--n_layer"]),
-    "int flag given a float": (lambda r, d, t: fresh(d, t, "--max_iters=1e3"), ["--max_iters takes a int"]),
+    "int flag given a float": (lambda r, d, t: fresh(d, t, "--max_iters=1e3"), ["--max_iters takes an int"]),
     # config files
     "config not UTF-8": (lambda r, d, t: [write(str(t / "p.py"), b"n_layer = 2  # \xff\xfe\n"), *fresh(d, t)],
                          ["not UTF-8", "save it as UTF-8"]),
@@ -211,7 +211,7 @@ BAD_INPUTS = {
     "existing run, no flag": (lambda r, d, t: [*TINY, f"--dataset={d}", f"--out_dir={r}"],
                               ["already holds a run", "--resume", "--overwrite"]),
     "resume and overwrite": (lambda r, d, t: [f"--out_dir={r}", "--resume", "--overwrite"], ["give only one"]),
-    "resume, nothing there": (lambda r, d, t: [f"--out_dir={t / 'nothing'}", "--resume"], ["nothing to resume", "--overwrite"]),
+    "resume, nothing there": (lambda r, d, t: [f"--out_dir={t / 'nothing'}", "--resume"], ["nothing to resume", "drop --resume"]),
     "resume, only a stray file": (only_a_stray_checkpoint, ["nothing to resume"]),
     "resume, changed model flag": (lambda r, d, t: [f"--out_dir={r}", "--resume", "--n_layer=3"], ["cannot change --n_layer"]),
     "resume below the checkpoint": (lambda r, d, t: [f"--out_dir={r}", "--resume", "--max_iters=4"],
