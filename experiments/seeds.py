@@ -75,13 +75,18 @@ def state_of(finding):
 def load(seed_dir):
     """One seed's summary.json, with each size's run directory and curves. Raises SeedsError."""
     path = os.path.join(seed_dir, "summary.json")
+    fix = "give finished one-seed reproduce.py --out_dirs, or the seed_N folders of a several-seed one"
+    if not os.path.isdir(seed_dir):
+        raise SeedsError(f"{seed_dir}: no such directory; {fix}")
+    if not os.path.isfile(path):
+        raise SeedsError(f"{seed_dir} holds no summary.json, so it is not a finished reproduce.py run; {fix}")
     try:
         with open(path, encoding="utf-8") as f:
             summary = json.load(f)
         summary["sizes"], summary["findings"], summary["args"]["seed"]   # noqa: B018 (the keys used below)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SeedsError(f"{path}: not a reproduce.py summary ({type(e).__name__}: {str(e)[:80]}); give the "
-                         "--out_dir of a finished reproduce.py run") from None
+        what = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {str(e)[:80]}"
+        raise SeedsError(f"{path}: not a reproduce.py summary ({what}); {fix}") from None
     for row in summary["sizes"]:
         run_dir = os.path.join(seed_dir, "runs", row["name"])
         row["curve"] = _smoothed_curve(run_dir)
@@ -262,6 +267,7 @@ def plot_seeds(summaries, path):
         _plot_across_seeds(ax, summaries, key)
         ax.set(xscale="log", xlabel="non-embedding parameters", ylabel=label,
                title=f"{key} against size (hollow grey: rejected fits)")
+        ax.margins(x=0.12)   # the smallest and largest size off the axes' edges
         plots.plain_log_axis(ax.xaxis)
     ax_loss.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss (nats per token, smoothed)",
                 title="the loss; dot: t_d of a supported fit")
@@ -327,7 +333,8 @@ def main(argv=None):
 
 
 def run_command(argv):
-    parser = OneLineParser(prog="seeds.py", allow_abbrev=False, description="Several seeds of one reproduce.py experiment, "
+    parser = OneLineParser(prog="seeds.py", command="experiments/seeds.py",
+                           allow_abbrev=False, description="Several seeds of one reproduce.py experiment, "
                                      "seen together: each finding as 'holds on k of N seeds', the numbers as mean ± sd.")
     parser.add_argument("seed_dirs", nargs="+", metavar="DIR", help="reproduce.py --out_dir of each seed")
     parser.add_argument("--out_dir", default="seeds", help="where report.md, summary.json and seeds.png go")

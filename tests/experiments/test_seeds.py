@@ -33,3 +33,12 @@ def test_majority_against_counting_every_completion_of_the_unjudged_seeds():
             assert seeds.majority(list(states))[0] == expected, states
     with pytest.raises(ValueError):
         seeds.majority([])
+
+
+def test_a_folder_that_is_not_a_reproduce_run_is_one_plain_line(tmp_path, capsys):
+    for folders, expected in (([str(tmp_path), str(tmp_path)], "holds no summary.json"),
+                              ([str(tmp_path / "nope"), str(tmp_path)], "no such directory")):
+        assert seeds.main(folders) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("seeds.py: error: ") and err.count("\n") == 1 and expected in err
+        assert "Errno" not in err and "Error:" not in err.split("error:", 1)[1]
