@@ -21,6 +21,11 @@ import sys
 from support.cli import UsageError
 
 
+def _a(noun):
+    """'a float', 'an int'."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def parse_value(key, text, kind):
     """'3e-3' -> 0.003 for a float key, 'true' -> True for a bool key, and so on."""
     if kind is bool:
@@ -32,7 +37,7 @@ def parse_value(key, text, kind):
     try:
         return kind(text)
     except ValueError:
-        raise UsageError(f"--{key} takes a {kind.__name__}, got {text!r}")
+        raise UsageError(f"--{key} takes {_a(kind.__name__)}, got {text!r}")
 
 
 def read_config_file(path):
@@ -90,7 +95,7 @@ def apply_setting(config, key, value, kinds):
     elif kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UsageError(f"--{key} takes a {kind.__name__}, got {value!r}")
+        raise UsageError(f"--{key} takes {_a(kind.__name__)}, got {value!r}")
     setattr(config, key, value)
 
 

@@ -193,7 +193,7 @@ def test_help_lists_every_flag_with_its_default():
 
 @pytest.mark.parametrize("args, message", [
     (["--n_layr=3"], "unknown flag --n_layr (did you mean --n_layer?)"),
-    (["--n_layer=two"], "--n_layer takes a int"),
+    (["--n_layer=two"], "--n_layer takes an int"),
     (["--compile=maybe"], "--compile takes true or false"),
     (["--lr_schedule=step"], "--lr_schedule must be one of"),
     (["--n_embd=30", "--n_head=4"], "must be divisible"),

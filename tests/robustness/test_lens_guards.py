@@ -288,7 +288,7 @@ TRAIN_CASES = {  # setup(run, data, tmp) -> argv; a fresh run would go to tmp/ne
     "a preset with an unknown key": (lambda r, d, t: [preset(t, "n_layr = 1\n")],
                                      ["preset.py': unknown flag --n_layr", "--n_layer"]),
     "a preset with a wrong type": (lambda r, d, t: [preset(t, "n_layer = 'two'\n")],
-                                   ["preset.py': --n_layer takes a int"]),
+                                   ["preset.py': --n_layer takes an int"]),
 }
 
 
