@@ -289,3 +289,14 @@ def test_bad_input_is_a_one_line_error(case, message, tmp_path, capsys):
 def test_bad_toy_flags_are_one_line_errors(flag, capsys):
     status, _, err = main_in_process(capsys, "toy", flag, "--plot=none")
     assert status == 2 and err.startswith("timescale.py") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_misspelt_toy_is_pointed_at_the_toy_and_help_names_it(capsys, tmp_path):
+    status, _, err = main_in_process(capsys, "tyo")
+    assert status == 2 and "did you mean the toy: python experiments/timescale.py toy" in err
+    status, _, err = main_in_process(capsys, tmp_path / "no_run")   # not like "toy": the plain error
+    assert status == 2 and "did you mean" not in err and "no such directory" in err
+    status, _, err = main_in_process(capsys, "toy", "--steps=x")
+    assert status == 2 and err.rstrip().endswith("(see python experiments/timescale.py toy --help)")
+    status, out, _ = main_in_process(capsys, "--help")
+    assert status == 0 and "timescale.py toy" in out
