@@ -359,7 +359,8 @@ def run(c, given, stop_requested, locks):
                                             save, flush)
     if procs.is_master:
         report_end(c, log_rows, elapsed, stop_requested, stopped)
-    if procs.ddp:
+    if procs.ddp:  # every process at the end before any closes its connections (gloo aborts a peer left reading)
+        dist.barrier()
         dist.destroy_process_group()
 
 
