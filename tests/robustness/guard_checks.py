@@ -61,3 +61,18 @@ def assert_one_line_error(status, err, tool, pieces):
     assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), err
     for piece in pieces:
         assert piece in lines[0], (piece, lines[0])
+
+
+def assert_refused(capsys, main, argv, tool, pieces, folders, locked=None):
+    """main(argv) gives one line "TOOL: error: ..." naming every piece, and no file under the folders
+    changes; with locked (a run directory), while another writer holds its lock (support/rundir.py)."""
+    from support import rundir
+    lock = rundir.lock_run_dir(locked, create=False) if locked else None
+    before = hashes(*folders)
+    try:
+        status, err, _ = run_main(main, argv, capsys)
+    finally:
+        if lock:
+            lock.close()
+    assert_one_line_error(status, err, tool, pieces)
+    assert hashes(*folders) == before, f"{tool} {argv}: a file changed"

@@ -2,7 +2,6 @@
 a non-zero exit, no traceback, and every file already in the run directory unchanged. Plus the
 "never mix or vanish" cases of zsl.py and reproduce.py. One tiny real train.py run serves them all."""
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from experiments import reproduce
 import train
 import zsl
 from support import bnsl_cli, runfiles, zsl_cli
+from guard_checks import assert_refused
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,37 +25,6 @@ def tiny_run(tool_run):
     """conftest's 32-step run of a 1x16 model (records, 6 checkpoints, a probe of 2 x 16 tokens); the
     tests copy it before they damage it."""
     return tool_run[0]
-
-
-def hashes(folder):
-    """{relative path: sha256} of every file under folder."""
-    found = {}
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(parent, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return found
-
-
-def run_main(main, argv, capsys):
-    """(exit status, stderr) of an in-process main(argv), whether it returns or exits."""
-    try:
-        status = main(argv)
-    except SystemExit as exit_:
-        status = exit_.code
-    err = capsys.readouterr().err
-    if isinstance(status, str):            # sys.exit("message") prints the message, status 1
-        err, status = err + status + "\n", 1
-    return status, err
-
-
-def assert_one_line_error(status, err, tool, expected):
-    assert status not in (0, None), err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), err
-    assert expected.lower() in lines[0].lower(), (expected, lines[0])
 
 
 def write(path, data):
@@ -108,10 +77,7 @@ def test_bnsl_bad_input(case, tiny_run, tmp_path, capsys):
     run = str(shutil.copytree(tiny_run, tmp_path / "run"))
     damage, expected = BNSL_CASES[case]
     argv = damage(run)
-    before = hashes(run)
-    status, err = run_main(bnsl_cli.main, argv, capsys)
-    assert_one_line_error(status, err, "bnsl.py", expected)
-    assert hashes(run) == before
+    assert_refused(capsys, bnsl_cli.main, argv, "bnsl.py", [expected], (run,))
 
 
 # ---------------------------------------------------------------- zsl.py
@@ -175,10 +141,7 @@ def test_zsl_bad_input(case, tiny_run, tmp_path, capsys):
     damage, expected = ZSL_CASES[case]
     argv = damage(run) + ["--no_progress", "--threads=1"]
     capsys.readouterr()
-    before = hashes(run)
-    status, err = run_main(zsl_cli.main, argv, capsys)
-    assert_one_line_error(status, err, "zsl.py", expected)
-    assert hashes(run) == before
+    assert_refused(capsys, zsl_cli.main, argv, "zsl.py", [expected], (run,))
 
 
 def test_zsl_rerun_never_destroys_a_wider_analysis(tiny_run, tmp_path, capsys):
@@ -307,10 +270,7 @@ def test_reproduce_bad_input(case, tiny_run, tmp_path, capsys, monkeypatch):
         saved["train"] = {**vars(size), "out_dir": size_dir(out)}
         write(f"{size_dir(out)}/config.json", json.dumps(saved))
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained despite a bad input"))
-    before = hashes(out)
-    status, err = run_main(reproduce.main, argv, capsys)
-    assert_one_line_error(status, err, "reproduce.py", expected)
-    assert hashes(out) == before
+    assert_refused(capsys, reproduce.main, argv, "reproduce.py", [expected], (out,))
 
 
 def reproduce_args(**changes):

@@ -15,8 +15,7 @@ from experiments import bench, error_entropy, reproduce, timescale_report
 import train
 from support import zsl_cli
 from data import prepare
-from guard_checks import assert_one_line_error, hashes, point_at, private_copy, run_main
-from support import rundir
+from guard_checks import assert_one_line_error, assert_refused, hashes, point_at, private_copy, run_main
 
 EE = ["--tokens=64", "--context=16", "--no_progress", "--threads=1"]   # every error_entropy.py row's flags
 
@@ -120,15 +119,8 @@ def test_error_entropy_bad_input(case, tool_run, analysed_run, tmp_path, capsys)
     setup, pieces = EE_CASES[case]
     argv = setup(run_dir, data_dir, tmp_path)
     argv = EE + argv if argv else argv  # (the case's own flags come last: they win)
-    lock = rundir.lock_run_dir(run_dir, create=False) if case == "run in use by a writer" else None
-    before = hashes(run_dir, data_dir)
-    try:
-        status, err, _ = run_main(error_entropy.main, argv, capsys)
-    finally:
-        if lock:
-            lock.close()
-    assert_one_line_error(status, err, "error_entropy.py", pieces)
-    assert hashes(run_dir, data_dir) == before, f"{case}: a file of the run or the data changed"
+    assert_refused(capsys, error_entropy.main, argv, "error_entropy.py", pieces, (run_dir, data_dir),
+                   locked=run_dir if case == "run in use by a writer" else None)
 
 
 # ---------------------------------------------------------------- timescale.py
@@ -256,15 +248,8 @@ def test_zsl_bad_input(case, tool_run, tmp_path, capsys):
     run_dir, data_dir = private_copy(tool_run, tmp_path)
     setup, pieces = ZSL_CASES[case]
     argv = ["--no_progress", "--threads=1"] + setup(run_dir)   # (the case's own flags come last: they win)
-    lock = rundir.lock_run_dir(run_dir, create=False) if case == "run in use by a writer" else None
-    before = hashes(run_dir, data_dir)
-    try:
-        status, err, _ = run_main(zsl_cli.main, argv, capsys)
-    finally:
-        if lock:
-            lock.close()
-    assert_one_line_error(status, err, "zsl.py", pieces)
-    assert hashes(run_dir, data_dir) == before, f"{case}: a file changed"
+    assert_refused(capsys, zsl_cli.main, argv, "zsl.py", pieces, (run_dir, data_dir),
+                   locked=run_dir if case == "run in use by a writer" else None)
 
 
 # ---------------------------------------------------------------- train.py and its flags (configurator.py)
@@ -298,10 +283,8 @@ def test_train_bad_flags(case, tool_run, tmp_path, capsys):
     setup, pieces = TRAIN_CASES[case]
     argv = setup(run_dir, data_dir, tmp_path) + [f"--dataset={data_dir}", f"--out_dir={tmp_path / 'new'}",
                                                  "--progress=false"]
-    before = hashes(run_dir, data_dir)
-    status, err, _ = run_main(train.main, argv, capsys)
-    assert_one_line_error(status, err, "train.py", pieces)
-    assert hashes(run_dir, data_dir) == before and not os.path.exists(tmp_path / "new")
+    assert_refused(capsys, train.main, argv, "train.py", pieces, (run_dir, data_dir))
+    assert not os.path.exists(tmp_path / "new")
 
 
 def test_help_wins_wherever_it_stands(capsys):
@@ -348,7 +331,4 @@ def test_reproduce_checks_the_data_before_training(case, tool_run, tmp_path, cap
     setup, pieces = REPRODUCE_CASES[case]
     argv = SMALL + [f"--dataset={data}", f"--out_dir={out}"] + setup(out, data, tmp_path)
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained despite a bad input"))
-    before = hashes(out, data)
-    status, err, _ = run_main(reproduce.main, argv, capsys)
-    assert_one_line_error(status, err, "reproduce.py", pieces)
-    assert hashes(out, data) == before
+    assert_refused(capsys, reproduce.main, argv, "reproduce.py", pieces, (out, data))
