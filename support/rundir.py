@@ -31,7 +31,7 @@ import torch
 
 from support.checks import check_config, check_schedule
 from support.cli import UsageError
-from support.files import atomic_write, is_our_figure, png_tag, save_npz
+from support.files import is_our_figure, png_tag, save_npz, write_json
 
 try:
     import fcntl  # the run directory's lock (POSIX); on Windows runs are not locked
@@ -222,7 +222,7 @@ def start_run_dir(out_dir, ckpt, info, heldout):
         drop_records_after(out_dir, ckpt["step"])
     os.makedirs(os.path.join(out_dir, "records"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-    atomic_write(os.path.join(out_dir, "config.json"), lambda f: f.write(json.dumps(info, indent=2).encode()))
+    write_json(os.path.join(out_dir, "config.json"), info, indent=2)
     if ckpt is None or not os.path.isfile(os.path.join(out_dir, "probe.npz")):
         probe_x, probe_y, update_x, update_y = heldout
         save_npz(os.path.join(out_dir, "probe.npz"), x=probe_x.numpy(), y=probe_y.numpy(),
